@@ -1,0 +1,171 @@
+"""The ``inftd`` command line: dev, deploy, migrate, run.
+
+Every failure ends in one line on stderr, ``inftd: error: ...``, naming the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from inftd import __version__
+from inftd.daemon.config import Settings
+from inftd.daemon.errors import ConfigError, DaemonError
+from inftd.daemon.logs import setup_logging
+from inftd.indexer.errors import IndexerError
+from inftd.store.errors import StoreError
+
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML config file (env: INFTD_CONFIG)")
+    parser.add_argument("--data-dir", type=Path, help="data folder (env: INFTD_DATA_DIR)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inftd", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"inftd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dev = commands.add_parser("dev", help="run Anvil, deploy, migrate and serve, all locally")
+    _common(dev)
+    dev.add_argument("--api-port", type=int, help="API port (0 takes a free one)")
+
+    deploy = commands.add_parser(
+        "deploy", help="deploy the contracts; the key comes from INFTD_DEPLOYER_KEY"
+    )
+    _common(deploy)
+    deploy.add_argument("--rpc-url", required=True, help="JSON-RPC URL of the chain")
+    deploy.add_argument("--out", type=Path, help="deployment file to write")
+    deploy.add_argument("--minter", help="address given the minter role (default: deployer)")
+    deploy.add_argument("--operator", help="address given the operator role (default: deployer)")
+
+    migrate_cmd = commands.add_parser("migrate", help="bring the database to the latest revision")
+    _common(migrate_cmd)
+    migrate_cmd.add_argument("--database-url", help="database URL (env: INFTD_DATABASE_URL)")
+    migrate_cmd.add_argument("--revision", default="head", help="target revision (default: head)")
+
+    run = commands.add_parser("run", help="run the daemon against the configured chain")
+    _common(run)
+    run.add_argument("--api-port", type=int, help="API port (0 takes a free one)")
+    return parser
+
+
+def load_settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    config = args.config or (
+        Path(os.environ["INFTD_CONFIG"]) if "INFTD_CONFIG" in os.environ else None
+    )
+    settings = Settings.load(config, data_dir=args.data_dir, **overrides)
+    setup_logging(settings.log_level, settings.log_format, settings.secret_values())
+    return settings
+
+
+def _api_override(args: argparse.Namespace) -> dict[str, Any]:
+    return {"api": {"port": args.api_port}} if args.api_port is not None else {}
+
+
+def run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+    """Run ``main(stop)``; SIGINT and SIGTERM only set ``stop``, so shutdown is orderly."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
+
+
+def cmd_dev(args: argparse.Namespace) -> None:
+    from inftd.daemon.dev import run_dev
+
+    settings = load_settings(args, **_api_override(args))
+    run_until_signal(lambda stop: run_dev(settings, stop, say))
+
+
+def cmd_deploy(args: argparse.Namespace) -> None:
+    from inftd.daemon.deploy import account_from_key, deploy_contracts
+
+    settings = load_settings(args)
+    if settings.deployer_key is None:
+        raise ConfigError("deployer_key", "set INFTD_DEPLOYER_KEY to the deployer's private key")
+    deployer = account_from_key(settings.deployer_key.get_secret_value(), "INFTD_DEPLOYER_KEY")
+    minter = args.minter
+    if minter is None and settings.minter_key is not None:
+        minter = account_from_key(
+            settings.minter_key.get_secret_value(), "INFTD_MINTER_KEY"
+        ).address
+    deployment = deploy_contracts(
+        args.rpc_url,
+        deployer,
+        minter=minter or deployer.address,
+        operator=args.operator or deployer.address,
+        packages=settings.packages,
+        credit_price_wei=settings.credit_price_wei,
+        progress=say,
+    )
+    out = args.out or settings.deployment_path
+    deployment.write(out)
+    say(
+        f"deployed on chain {deployment.chain_id}: INFTPackage {deployment.package_address}, "
+        f"GenerationNFT {deployment.generation_address}; wrote {out}"
+    )
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    from inftd.store import migrate
+
+    settings = load_settings(args, database_url=args.database_url)
+    migrate.upgrade(settings.database, args.revision)
+    say(f"database at revision {migrate.current_revision(settings.database)}")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from inftd.daemon.server import serve
+    from inftd.indexer.deployment import Deployment
+
+    settings = load_settings(args, **_api_override(args))
+    deployment = Deployment.read(settings.deployment_path)
+    run_until_signal(
+        lambda stop: serve(settings, deployment, stop, lambda url: say(f"inftd API on {url}"))
+    )
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "dev": cmd_dev,
+    "deploy": cmd_deploy,
+    "migrate": cmd_migrate,
+    "run": cmd_run,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"inftd: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (DaemonError, StoreError, IndexerError) as exc:
+        logging.getLogger(__name__).debug("failed", exc_info=True)
+        print(f"inftd: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

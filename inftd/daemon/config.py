@@ -1,0 +1,186 @@
+"""Settings: one typed object, built once at start from a TOML file and ``INFTD_*`` variables.
+
+Precedence: command-line flags > environment > TOML file > defaults. Nested keys use ``__``
+in the environment (``INFTD_API__PORT=9000``); lists take commas (``INFTD_CHAIN__RPC_URLS``).
+Secrets are read from the environment only: a secret in the TOML file is a config error.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+from inftd.daemon.errors import ConfigError
+from inftd.store.db import sqlite_url
+
+SECRET_FIELDS = frozenset(
+    {
+        "deployer_key",
+        "minter_key",
+        "operator_api_key",
+        "webhook_secret",
+        "openai_api_key",
+        "gemini_api_key",
+        "cloudflare_api_token",
+    }
+)
+
+_toml_data: ContextVar[dict[str, Any]] = ContextVar("_toml_data", default={})  # noqa: B039
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], NoDecode]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8787, ge=0, le=65535)  # 0 takes a free port
+    cors_origins: CsvList = []
+
+    _split = field_validator("cors_origins", mode="before")(_split_csv)
+
+
+class ChainSettings(_Section):
+    rpc_urls: CsvList = []
+    deployment_file: Path | None = None  # default: <data_dir>/deployment.json
+    confirmations: int = Field(0, ge=0, le=1000)
+    poll_interval: float = Field(1.0, gt=0, le=600)
+
+    _split = field_validator("rpc_urls", mode="before")(_split_csv)
+
+    @field_validator("rpc_urls")
+    @classmethod
+    def _http_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.startswith(("http://", "https://", "ws://", "wss://")):
+                raise ValueError(f"not an http(s) or ws(s) URL: {url!r}")
+        return urls
+
+
+class PackageTypeSettings(_Section):
+    id: int = Field(ge=0, le=255)
+    name: str
+    price_wei: int = Field(ge=0)
+    credits: int = Field(gt=0)
+    active: bool = True
+
+
+DEFAULT_PACKAGES = [
+    PackageTypeSettings(id=0, name="Starter", price_wei=10**16, credits=100),
+    PackageTypeSettings(id=1, name="Creator", price_wei=5 * 10**16, credits=600),
+    PackageTypeSettings(id=2, name="Studio", price_wei=2 * 10**17, credits=3000),
+]
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """The TOML file's values, set by ``Settings.load`` for the duration of one build."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return _toml_data.get().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_toml_data.get())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="INFTD_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    data_dir: Path = Path(".inftd")
+    database_url: str | None = None  # default: SQLite file <data_dir>/inftd.db
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    api: ApiSettings = ApiSettings()
+    chain: ChainSettings = ChainSettings()
+    packages: list[PackageTypeSettings] = DEFAULT_PACKAGES
+    credit_price_wei: int = Field(10**14, gt=0)  # top-up price of one credit
+
+    # Secrets: environment only, never logged, never in an API response.
+    deployer_key: SecretStr | None = None
+    minter_key: SecretStr | None = None
+    operator_api_key: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+    openai_api_key: SecretStr | None = None
+    gemini_api_key: SecretStr | None = None
+    cloudflare_api_token: SecretStr | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _TomlSource(settings_cls)
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
+        """Build the settings or raise one ConfigError naming the bad key."""
+        token = _toml_data.set(_read_toml(config_file) if config_file else {})
+        try:
+            return cls(**{k: v for k, v in overrides.items() if v is not None})
+        except ValidationError as exc:
+            raise _config_error(exc) from None
+        except SettingsError as exc:
+            raise ConfigError("environment", str(exc)) from None
+        finally:
+            _toml_data.reset(token)
+
+    @property
+    def database(self) -> str:
+        return self.database_url or sqlite_url(self.data_dir / "inftd.db")
+
+    @property
+    def deployment_path(self) -> Path:
+        return self.chain.deployment_file or self.data_dir / "deployment.json"
+
+    def secret_values(self) -> list[str]:
+        """Raw secret values, for the log filter that masks them."""
+        values = (getattr(self, name) for name in SECRET_FIELDS)
+        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
+    for key in sorted(SECRET_FIELDS & data.keys()):
+        raise ConfigError(
+            key, f"secrets are read from the environment only; set INFTD_{key.upper()}"
+        )
+    return data
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    first = exc.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "settings"
+    problem = first["msg"]
+    if first["loc"] and first["loc"][0] not in SECRET_FIELDS and "input" in first:
+        problem += f" (got {first['input']!r})"
+    return ConfigError(key, problem)

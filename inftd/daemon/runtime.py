@@ -1,0 +1,60 @@
+"""The daemon's long-lived resources, opened once, checked, and closed in reverse order."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from inftd.daemon.config import Settings
+from inftd.daemon.errors import DaemonError
+from inftd.indexer.deployment import Deployment
+from inftd.indexer.rpc import ChainRpc
+from inftd.store.binding import bind_chain
+from inftd.store.db import create_async
+from inftd.store.migrate import require_head
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    deployment: Deployment
+    engine: AsyncEngine
+    rpc: ChainRpc
+    started_at: float = field(default_factory=time.monotonic)
+
+
+async def check_chain(rpc: ChainRpc, deployment: Deployment) -> None:
+    """The RPC must serve the deployment's chain, with the deployment's block in it."""
+    chain_id = await rpc.chain_id()
+    if chain_id != deployment.chain_id:
+        raise DaemonError(
+            f"RPC serves chain {chain_id}, deployment is on chain {deployment.chain_id}"
+        )
+    block = await rpc.block(deployment.deploy_block)
+    if block is None or block.hash != deployment.deploy_block_hash:
+        found = block.hash if block else "no block"
+        raise DaemonError(
+            f"the chain has {found} at block {deployment.deploy_block}, the deployment file "
+            f"says {deployment.deploy_block_hash}: the deployment is not on this chain"
+        )
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, deployment: Deployment) -> AsyncIterator[Runtime]:
+    engine = create_async(settings.database)
+    rpc = ChainRpc(settings.chain.rpc_urls)
+    try:
+        await require_head(engine)
+        await check_chain(rpc, deployment)
+        await bind_chain(engine, deployment.identity())
+        yield Runtime(settings=settings, deployment=deployment, engine=engine, rpc=rpc)
+    finally:
+        await rpc.close()
+        await engine.dispose()

@@ -1,0 +1,298 @@
+"""Typed SQLAlchemy 2.0 models of the core tables (see design.md, "Data flow").
+
+Amounts of credits are integers; wei amounts are NUMERIC(78, 0) so any uint256 fits.
+Every table here is created by an Alembic revision; a test proves they agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+Wei = Numeric(78, 0)
+Address = String(42)
+Hash32 = String(66)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class ChainBinding(Base):
+    """Which chain and deployment this database belongs to (one row).
+
+    The deploy block's hash fingerprints both the chain and the deployment, so a
+    database is never mixed with a new chain that reuses the chain id.
+    """
+
+    __tablename__ = "chain_binding"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    deploy_block: Mapped[int] = mapped_column(BigInteger)
+    deploy_block_hash: Mapped[str] = mapped_column(Hash32)
+    package_address: Mapped[str] = mapped_column(Address)
+    generation_address: Mapped[str] = mapped_column(Address)
+    bound_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SyncCursor(Base):
+    """The indexer's checkpoint, written in the same transaction as the rows it covers."""
+
+    __tablename__ = "sync_cursor"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(Hash32)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class BlockWindow(Base):
+    """Recent canonical block hashes, used to find the fork point of a reorg."""
+
+    __tablename__ = "block_window"
+
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    hash: Mapped[str] = mapped_column(Hash32)
+    parent_hash: Mapped[str] = mapped_column(Hash32)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+
+
+class ChainEvent(Base):
+    """A decoded contract log, stored once whether it came by polling or by webhook."""
+
+    __tablename__ = "chain_events"
+    __table_args__ = (
+        UniqueConstraint("chain_id", "block_hash", "tx_hash", "log_index"),
+        Index(None, "block_number", "log_index"),
+        Index(None, "applied", "block_number"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(Hash32)
+    tx_hash: Mapped[str] = mapped_column(Hash32)
+    log_index: Mapped[int] = mapped_column(Integer)
+    address: Mapped[str] = mapped_column(Address)
+    name: Mapped[str] = mapped_column(String(64))
+    args: Mapped[dict[str, Any]] = mapped_column(Json)
+    source: Mapped[str] = mapped_column(String(16))
+    applied: Mapped[bool] = mapped_column(Boolean, default=False)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Agent(Base):
+    """One agent per package token; credit columns are a cache of the ledger."""
+
+    __tablename__ = "agents"
+    __table_args__ = (
+        CheckConstraint(
+            "used_credits >= 0 AND reserved_credits >= 0 "
+            "AND total_credits - used_credits - reserved_credits >= 0",
+            name="credits_balance",
+        ),
+        Index(None, "owner"),
+    )
+
+    token_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    package_type: Mapped[int] = mapped_column(Integer)
+    owner: Mapped[str] = mapped_column(Address)
+    total_credits: Mapped[int] = mapped_column(BigInteger, default=0)
+    used_credits: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved_credits: Mapped[int] = mapped_column(BigInteger, default=0)
+    level: Mapped[int] = mapped_column(Integer, default=1)
+    agent_metadata: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    preferences: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    collection_influences: Mapped[list[str]] = mapped_column(Json, default=list)
+    purchase_price_wei: Mapped[Decimal] = mapped_column(Wei, default=0)
+    created_block: Mapped[int] = mapped_column(BigInteger)
+    owner_since_block: Mapped[int] = mapped_column(BigInteger)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_activity: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CreditEntry(Base):
+    """The credits ledger: balances derive from it; the key makes every entry idempotent."""
+
+    __tablename__ = "credit_entries"
+    __table_args__ = (Index(None, "token_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("agents.token_id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    generation_id: Mapped[str | None] = mapped_column(String(36))
+    chain_event_id: Mapped[int | None] = mapped_column(
+        ForeignKey("chain_events.id", ondelete="CASCADE")
+    )
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Generation(Base):
+    """A generation job; the rows are the queue (queued → running → succeeded|failed|cancelled)."""
+
+    __tablename__ = "generations"
+    __table_args__ = (
+        UniqueConstraint("token_id", "idempotency_key"),
+        UniqueConstraint("chain_request_id"),
+        Index(None, "status", "priority", "created_at"),
+        Index(None, "token_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("agents.token_id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    prompt: Mapped[str] = mapped_column(Text)
+    options: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    source: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    chain_request_id: Mapped[int | None] = mapped_column(BigInteger)
+    chain_event_id: Mapped[int | None] = mapped_column(
+        ForeignKey("chain_events.id", ondelete="CASCADE")
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    credits_reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+    credits_used: Mapped[int] = mapped_column(BigInteger, default=0)
+    provider: Mapped[str | None] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(String(100))
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    content_uri: Mapped[str | None] = mapped_column(Text)
+    content_hash: Mapped[str | None] = mapped_column(Hash32)
+    content_type: Mapped[str | None] = mapped_column(String(100))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Mint(Base):
+    """The relayer's record of one generation NFT: signed bytes are stored before broadcast."""
+
+    __tablename__ = "mints"
+    __table_args__ = (Index(None, "status"), Index(None, "signer", "nonce"))
+
+    generation_id: Mapped[str] = mapped_column(
+        ForeignKey("generations.id", ondelete="CASCADE"), primary_key=True
+    )
+    request_key: Mapped[str] = mapped_column(Hash32, unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    signer: Mapped[str | None] = mapped_column(Address)
+    nonce: Mapped[int | None] = mapped_column(BigInteger)
+    tx_hash: Mapped[str | None] = mapped_column(Hash32)
+    raw_tx: Mapped[bytes | None] = mapped_column(LargeBinary)
+    nft_token_id: Mapped[int | None] = mapped_column(BigInteger)
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class Memory(Base):
+    """A memory of an agent, with its embedding stored as float32 bytes."""
+
+    __tablename__ = "memories"
+    __table_args__ = (Index(None, "token_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("agents.token_id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    importance: Mapped[float] = mapped_column(Float, default=0.5)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LearningEntry(Base):
+    """Feedback on a generation (the seed's ``learningData``)."""
+
+    __tablename__ = "learning_entries"
+    __table_args__ = (
+        CheckConstraint("rating BETWEEN 1 AND 5", name="rating_range"),
+        Index(None, "token_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("agents.token_id", ondelete="CASCADE"))
+    generation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("generations.id", ondelete="SET NULL")
+    )
+    rating: Mapped[int] = mapped_column(Integer)
+    tags: Mapped[list[str]] = mapped_column(Json, default=list)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AgentMessage(Base):
+    """A message from one agent to another (cross-agent collaboration)."""
+
+    __tablename__ = "agent_messages"
+    __table_args__ = (Index(None, "to_token_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    from_token_id: Mapped[int] = mapped_column(ForeignKey("agents.token_id", ondelete="CASCADE"))
+    to_token_id: Mapped[int] = mapped_column(ForeignKey("agents.token_id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    body: Mapped[dict[str, Any]] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class EventRecord(Base):
+    """Every event published to subscribers, numbered so clients can resume with ``since``."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index(None, "token_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    token_id: Mapped[int | None] = mapped_column(BigInteger)
+    type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

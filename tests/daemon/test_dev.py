@@ -1,0 +1,149 @@
+"""`inftd dev` as a user runs it: a real process, its banner, the printed cast line, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+import pytest
+
+from inftd.daemon.devnet import BUYER, rpc_call
+
+BANNER_TIMEOUT = 90.0
+
+
+class DevProcess:
+    def __init__(self, data_dir: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INFTD_")}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "inftd.daemon.cli", "dev", "--data-dir", str(data_dir),
+             "--api-port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )  # fmt: skip
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for_banner(self) -> dict[str, str]:
+        deadline = time.monotonic() + BANNER_TIMEOUT
+        while time.monotonic() < deadline:
+            match = re.search(r"Buy a .*:\n\s+(.+)\n", self.output)
+            if match:
+                return {
+                    "api": re.search(r"API\s+(http://\S+)", self.output)[1],
+                    "rpc": re.search(r"Chain RPC\s+(http://\S+)", self.output)[1],
+                    "package": re.search(r"INFTPackage\s+(0x\w+)", self.output)[1],
+                    "cast": match[1],
+                }
+            assert self.process.poll() is None, f"inftd dev exited:\n{self.output}"
+            time.sleep(0.1)
+        raise AssertionError(f"no banner within {BANNER_TIMEOUT}s:\n{self.output}")
+
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout=30)
+        self._reader.join(timeout=5)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+        return code
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return orjson.loads(response.read())
+
+
+def port_open(url: str) -> bool:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, int(port))) == 0
+
+
+def wait_closed(url: str, seconds: float = 15.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not port_open(url):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.timeout(300)
+def test_dev_runs_resumes_and_never_mixes_chains(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    dev = DevProcess(data_dir)
+    try:
+        urls = dev.wait_for_banner()
+        assert get_json(urls["api"] + "/health")["status"] == "ok"
+        status = get_json(urls["api"] + "/v1/status")
+        assert status["deployment"]["packageAddress"] == urls["package"]
+        assert status["database"]["revision"] == status["database"]["headRevision"]
+        assert BUYER.address in dev.output
+        assert BUYER.key in urls["cast"]
+
+        # The printed line, pasted into a shell, buys a package on the printed chain.
+        cast = subprocess.run(shlex.split(urls["cast"]), capture_output=True, text=True, timeout=60)
+        assert cast.returncode == 0, cast.stderr
+        assert re.search(r"status\s+1 \(success\)", cast.stdout), cast.stdout
+        head = int(rpc_call(urls["rpc"], "eth_blockNumber"), 16)
+        assert get_json(urls["api"] + "/v1/status")["chain"]["headBlock"] == head
+    finally:
+        code = dev.stop(signal.SIGINT)
+    assert code == 0, dev.output
+    assert wait_closed(urls["rpc"]), "Anvil still running after Ctrl-C"
+    assert not port_open(urls["api"])
+
+    # Again: the same chain (with the purchase) and the same database.
+    dev = DevProcess(data_dir)
+    try:
+        again = dev.wait_for_banner()
+        assert "resuming the chain" in dev.output
+        assert again["package"] == urls["package"]
+        assert int(rpc_call(again["rpc"], "eth_blockNumber"), 16) == head
+    finally:
+        assert dev.stop(signal.SIGTERM) == 0, dev.output
+    assert wait_closed(again["rpc"])
+
+    # The chain is lost: a new deployment, and the old database is archived, not reused.
+    (data_dir / "anvil" / "state.json").unlink()
+    dev = DevProcess(data_dir)
+    try:
+        fresh = dev.wait_for_banner()
+        assert "deploying the contracts" in dev.output
+        assert "moved it to" in dev.output
+        assert list((data_dir / "archive").glob("inftd-*.db"))
+        assert int(rpc_call(fresh["rpc"], "eth_blockNumber"), 16) < head
+    finally:
+        dev.stop()
+
+
+@pytest.mark.timeout(180)
+def test_anvil_dies_with_a_killed_dev(tmp_path: Path) -> None:
+    dev = DevProcess(tmp_path / "data")
+    urls = dev.wait_for_banner()
+    assert port_open(urls["rpc"])
+    assert dev.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert wait_closed(urls["rpc"]), "Anvil was orphaned by a SIGKILLed inftd dev"

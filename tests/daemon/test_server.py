@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from inftd.daemon.config import Settings
+from inftd.daemon.devnet import Anvil
+from inftd.daemon.errors import DaemonError
+from inftd.daemon.runtime import open_runtime
+from inftd.daemon.server import create_app
+from inftd.indexer.deployment import Deployment
+from inftd.store import migrate
+from inftd.store.errors import StoreError
+
+OPERATOR_KEY = "op-key-must-never-show-0123456789"
+
+
+@pytest.fixture
+def settings(chain: Anvil, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("INFTD_OPERATOR_API_KEY", OPERATOR_KEY)
+    return Settings.load(data_dir=tmp_path, chain={"rpc_urls": [chain.url]})
+
+
+@pytest.fixture
+async def client(settings: Settings, deployment: Deployment) -> AsyncIterator[TestClient]:
+    migrate.upgrade(settings.database)
+    async with (
+        open_runtime(settings, deployment) as runtime,
+        TestClient(TestServer(create_app(runtime))) as client,
+    ):
+        yield client
+
+
+async def test_health(client: TestClient) -> None:
+    response = await client.get("/health")
+    assert response.status == 200
+    assert await response.json() == {"status": "ok", "database": "ok"}
+    assert response.headers["X-Request-Id"]
+
+
+async def test_status_reports_chain_deployment_and_database(
+    client: TestClient, deployment: Deployment, chain: Anvil
+) -> None:
+    from inftd.daemon.devnet import rpc_call
+
+    response = await client.get("/v1/status")
+    assert response.status == 200
+    body = await response.json()
+    assert body["chain"] == {
+        "chainId": 31337,
+        "ok": True,
+        "headBlock": int(rpc_call(chain.url, "eth_blockNumber"), 16),
+    }
+    assert body["deployment"]["packageAddress"] == deployment.package_address
+    assert body["deployment"]["generationAddress"] == deployment.generation_address
+    assert body["deployment"]["deployBlock"] == deployment.deploy_block
+    assert body["database"] == {
+        "backend": "sqlite",
+        "revision": migrate.head_revision(),
+        "headRevision": migrate.head_revision(),
+    }
+    rpc_call(chain.url, "evm_mine")
+    again = await (await client.get("/v1/status")).json()
+    assert again["chain"]["headBlock"] == body["chain"]["headBlock"] + 1
+
+
+async def test_no_secret_or_rpc_url_in_status(client: TestClient, chain: Anvil) -> None:
+    text = await (await client.get("/v1/status")).text()
+    assert OPERATOR_KEY not in text
+    assert chain.url not in text  # RPC URLs often carry a provider key
+
+
+async def test_unknown_route_is_a_json_error(client: TestClient) -> None:
+    response = await client.get("/v1/nothing-here")
+    assert response.status == 404
+    assert await response.json() == {
+        "error": {"code": "not_found", "message": "Not Found: GET /v1/nothing-here"}
+    }
+    response = await client.post("/health")
+    assert response.status == 405
+    assert (await response.json())["error"]["code"] == "method_not_allowed"
+
+
+async def test_refuses_an_unmigrated_database(settings: Settings, deployment: Deployment) -> None:
+    with pytest.raises(StoreError, match="run `inftd migrate`"):
+        async with open_runtime(settings, deployment):
+            pass
+
+
+async def test_refuses_a_deployment_from_another_chain(
+    settings: Settings, deployment: Deployment
+) -> None:
+    migrate.upgrade(settings.database)
+    forged = deployment.model_copy(update={"deploy_block_hash": "0x" + "00" * 32})
+    with pytest.raises(DaemonError, match="the deployment is not on this chain"):
+        async with open_runtime(settings, forged):
+            pass
+    wrong_chain = deployment.model_copy(update={"chain_id": 1})
+    with pytest.raises(DaemonError, match="RPC serves chain 31337"):
+        async with open_runtime(settings, wrong_chain):
+            pass
