@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-import orjson
 from aiohttp import web
 from sqlalchemy import text
 
 import inftd
 from inftd.daemon.config import Settings
+from inftd.daemon.http import error_middleware, json_response, request_id_middleware
+from inftd.daemon.metrics import METRICS, HttpMetrics, metrics_endpoint, metrics_middleware
 from inftd.daemon.runtime import Runtime, open_runtime
 from inftd.indexer.deployment import Deployment
 from inftd.indexer.rpc import RpcError
@@ -26,42 +26,6 @@ log = logging.getLogger(__name__)
 RUNTIME = web.AppKey("runtime", Runtime)
 SHUTDOWN_GRACE = 5.0  # seconds open requests get when the server stops
 MAX_BODY_BYTES = 1 << 20  # larger request bodies get 413
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
-
-
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return json_response({"error": {"code": code, "message": message}}, status)
-
-
-@web.middleware
-async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
-    response = await handler(request)
-    response.headers["X-Request-Id"] = request_id
-    return response
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """One JSON error shape everywhere; never a stack trace to the client."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        code = exc.reason.lower().replace(" ", "_")
-        message = exc.text or exc.reason
-        if message.startswith(f"{exc.status}:"):  # aiohttp's default text says nothing more
-            message = f"{exc.reason}: {request.method} {request.path}"
-        return error_response(exc.status, code, message)
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "internal_error", "internal server error")
 
 
 async def health(request: web.Request) -> web.Response:
@@ -105,9 +69,12 @@ async def status(request: web.Request) -> web.Response:
 
 def create_app(runtime: Runtime) -> web.Application:
     app = web.Application(
-        middlewares=[request_id_middleware, error_middleware], client_max_size=MAX_BODY_BYTES
+        middlewares=[request_id_middleware, metrics_middleware, error_middleware],
+        client_max_size=MAX_BODY_BYTES,
     )
     app[RUNTIME] = runtime
+    app[METRICS] = HttpMetrics()
+    app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/health", health)
     app.router.add_get("/v1/status", status)
     return app

@@ -10,18 +10,23 @@ from inftd.daemon.config import Settings
 from inftd.daemon.devnet import Anvil
 from inftd.daemon.errors import DaemonError
 from inftd.daemon.runtime import open_runtime
-from inftd.daemon.server import create_app
+from inftd.daemon.server import RUNTIME, create_app
 from inftd.indexer.deployment import Deployment
 from inftd.store import migrate
+from inftd.store.db import create_async
 from inftd.store.errors import StoreError
 
 OPERATOR_KEY = "op-key-must-never-show-0123456789"
 
 
 @pytest.fixture
-def settings(chain: Anvil, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+def settings(
+    chain: Anvil, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
     monkeypatch.setenv("INFTD_OPERATOR_API_KEY", OPERATOR_KEY)
-    return Settings.load(data_dir=tmp_path, chain={"rpc_urls": [chain.url]})
+    return Settings.load(
+        data_dir=tmp_path, database_url=database_url, chain={"rpc_urls": [chain.url]}
+    )
 
 
 @pytest.fixture
@@ -42,7 +47,7 @@ async def test_health(client: TestClient) -> None:
 
 
 async def test_status_reports_chain_deployment_and_database(
-    client: TestClient, deployment: Deployment, chain: Anvil
+    client: TestClient, deployment: Deployment, chain: Anvil, settings: Settings
 ) -> None:
     from inftd.daemon.devnet import rpc_call
 
@@ -58,7 +63,7 @@ async def test_status_reports_chain_deployment_and_database(
     assert body["deployment"]["generationAddress"] == deployment.generation_address
     assert body["deployment"]["deployBlock"] == deployment.deploy_block
     assert body["database"] == {
-        "backend": "sqlite",
+        "backend": "sqlite" if settings.database.startswith("sqlite") else "postgresql",
         "revision": migrate.head_revision(),
         "headRevision": migrate.head_revision(),
     }
@@ -71,6 +76,29 @@ async def test_no_secret_or_rpc_url_in_status(client: TestClient, chain: Anvil) 
     text = await (await client.get("/v1/status")).text()
     assert OPERATOR_KEY not in text
     assert chain.url not in text  # RPC URLs often carry a provider key
+
+
+async def test_health_is_503_when_the_database_is_gone(client: TestClient) -> None:
+    runtime = client.app[RUNTIME]
+    healthy = runtime.engine
+    runtime.engine = create_async("postgresql://nobody@127.0.0.1:1/none")  # nothing listens
+    try:
+        response = await client.get("/health")
+        assert response.status == 503
+        assert (await response.json())["database"] == "unavailable"
+    finally:
+        await runtime.engine.dispose()
+        runtime.engine = healthy
+    assert (await client.get("/health")).status == 200
+
+
+async def test_metrics_count_requests_by_route(client: TestClient) -> None:
+    await client.get("/health")
+    await client.get("/v1/no-such-thing")
+    text = await (await client.get("/metrics")).text()
+    assert 'inftd_http_requests_total{method="GET",route="/health",status="200"} 1.0' in text
+    assert 'route="unmatched",status="404"' in text
+    assert "inftd_http_request_seconds_bucket" in text
 
 
 async def test_unknown_route_is_a_json_error(client: TestClient) -> None:
