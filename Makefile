@@ -16,6 +16,7 @@ dev: $(PY_STAMP) $(NPM_STAMP)
 test: $(PY_STAMP) $(NPM_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	"$$(scripts/foundry-bin forge)" test
 	@# pytest exits 5 when it collected nothing: that is a failure here, never a pass.
 	@$(BIN)/pytest; code=$$?; \
@@ -25,6 +26,7 @@ test: $(PY_STAMP) $(NPM_STAMP)
 lint: $(PY_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(PY_STAMP)
 	$(BIN)/ruff check --fix .

@@ -30,9 +30,10 @@ Progress = Callable[[str], None]
 
 def account_from_key(key: str, env_name: str) -> LocalAccount:
     try:
-        return Account.from_key(key)
+        account: LocalAccount = Account.from_key(key)
     except Exception:
         raise DeployError(f"{env_name} is not a valid private key") from None
+    return account
 
 
 class _Sender:

@@ -137,8 +137,12 @@ class Anvil:
     def start(self) -> None:
         for _ in range(3):  # a free port can be taken between probing and binding
             self.port = free_port()
-            log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
-            try:
+            with contextlib.ExitStack() as stack:
+                log = (
+                    stack.enter_context(open(self.log_file, "ab"))
+                    if self.log_file
+                    else subprocess.DEVNULL
+                )
                 self._process = subprocess.Popen(
                     self._command(),
                     stdout=log,
@@ -147,9 +151,6 @@ class Anvil:
                     start_new_session=True,
                     preexec_fn=_die_with_parent,
                 )
-            finally:
-                if log is not subprocess.DEVNULL:
-                    log.close()
             if self._wait_ready():
                 return
             self.stop()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inftd.store.errors import ChainMismatchError
@@ -26,23 +26,14 @@ class ChainIdentity:
         )
 
 
-def _identity(row: ChainBinding) -> ChainIdentity:
-    return ChainIdentity(
-        chain_id=row.chain_id,
-        deploy_block=row.deploy_block,
-        deploy_block_hash=row.deploy_block_hash,
-        package_address=row.package_address,
-        generation_address=row.generation_address,
-    )
-
-
 async def bind_chain(engine: AsyncEngine, identity: ChainIdentity) -> None:
     """Record the identity in a new database, or check that it is the recorded one."""
+    columns = [getattr(ChainBinding, f.name) for f in fields(ChainIdentity)]
     async with engine.begin() as conn:
-        row = (await conn.execute(select(ChainBinding).where(ChainBinding.id == 1))).first()
+        row = (await conn.execute(select(*columns).where(ChainBinding.id == 1))).first()
         if row is None:
-            await conn.execute(ChainBinding.__table__.insert().values(id=1, **identity.__dict__))
+            await conn.execute(insert(ChainBinding).values(id=1, **asdict(identity)))
             return
-        stored = _identity(row)  # type: ignore[arg-type]
+        stored = ChainIdentity(**row._asdict())
         if stored != identity:
             raise ChainMismatchError(stored.describe(), identity.describe())

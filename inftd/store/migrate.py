@@ -55,7 +55,7 @@ async def revision_of(engine: AsyncEngine) -> str | None:
 async def require_head(engine: AsyncEngine) -> str:
     """The database's revision, which must be the latest: the daemon never runs on an old schema."""
     current, head = await revision_of(engine), head_revision()
-    if current != head:
+    if current is None or current != head:
         raise StoreError(
             f"database is at revision {current or 'none'}, expected {head}: run `inftd migrate`"
         )
