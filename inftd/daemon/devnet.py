@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
-import os
 import platform
 import shutil
 import signal
@@ -185,11 +184,3 @@ class Anvil:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

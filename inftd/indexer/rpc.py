@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.exceptions import BlockNotFound
 
 from inftd.indexer.errors import IndexerError
 
@@ -43,11 +44,11 @@ class ChainRpc:
 
     async def block(self, number: int) -> BlockRef | None:
         try:
-            block = await self._w3.eth.get_block(number)
-        except Exception as exc:
-            if "not found" in str(exc).lower():
+            block = await self._call(self._w3.eth.get_block(number))
+        except RpcError as exc:
+            if isinstance(exc.__cause__, BlockNotFound):
                 return None
-            raise RpcError(f"eth_getBlockByNumber({number}) at {self.url}: {exc}") from exc
+            raise
         return BlockRef(block["number"], block["hash"].to_0x_hex(), block["parentHash"].to_0x_hex())
 
     async def code_size(self, address: str) -> int:
