@@ -78,6 +78,8 @@ class SyncCursor(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     block_number: Mapped[int] = mapped_column(BigInteger)
     block_hash: Mapped[str] = mapped_column(Hash32)
+    reorgs: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    deepest_reorg: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
@@ -115,6 +117,7 @@ class ChainEvent(Base):
     args: Mapped[dict[str, Any]] = mapped_column(Json)
     source: Mapped[str] = mapped_column(String(16))
     applied: Mapped[bool] = mapped_column(Boolean, default=False)
+    problem: Mapped[str | None] = mapped_column(Text)  # why a projection could not apply it
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -143,6 +146,10 @@ class Agent(Base):
     collection_influences: Mapped[list[str]] = mapped_column(Json, default=list)
     purchase_price_wei: Mapped[Decimal] = mapped_column(Wei, default=0)
     created_block: Mapped[int] = mapped_column(BigInteger)
+    # The PackagePurchased that created the agent: a reorg that drops it drops the agent.
+    created_event_id: Mapped[int | None] = mapped_column(
+        ForeignKey("chain_events.id", ondelete="CASCADE"), index=True
+    )
     owner_since_block: Mapped[int] = mapped_column(BigInteger)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -69,3 +69,33 @@ def test_database_refuses_negative_available_credits(database_url: str) -> None:
             assert conn.execute(text("SELECT count(*) FROM agents")).scalar_one() == 1
     finally:
         engine.dispose()
+
+
+def test_upgrading_keeps_existing_rows(database_url: str) -> None:
+    """SQLite rebuilds tables to alter them; that must never cascade into other tables."""
+    migrate.upgrade(database_url, "0001")
+    engine = create_sync_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO agents (token_id, package_type, owner, total_credits, "
+                    "used_credits, reserved_credits, level, agent_metadata, preferences, "
+                    "collection_influences, purchase_price_wei, created_block, "
+                    "owner_since_block, version, created_at, last_activity) VALUES "
+                    "(7, 0, '0x0', 10, 0, 0, 1, '{}', '{}', '[]', 0, 1, 1, 1, "
+                    "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO credit_entries (token_id, kind, amount, idempotency_key, "
+                    "created_at) VALUES (7, 'grant', 10, 'k1', CURRENT_TIMESTAMP)"
+                )
+            )
+        migrate.upgrade(database_url)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM agents")).scalar_one() == 1
+            assert conn.execute(text("SELECT count(*) FROM credit_entries")).scalar_one() == 1
+    finally:
+        engine.dispose()
