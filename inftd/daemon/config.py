@@ -12,7 +12,15 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -65,6 +73,9 @@ class ChainSettings(_Section):
     deployment_file: Path | None = None  # default: <data_dir>/deployment.json
     confirmations: int = Field(0, ge=0, le=1000)
     poll_interval: float = Field(1.0, gt=0, le=600)
+    reorg_window: int = Field(128, ge=1, le=100_000)
+    log_concurrency: int = Field(4, ge=1, le=64)
+    initial_log_range: int = Field(2000, ge=1, le=1_000_000)
 
     _split = field_validator("rpc_urls", mode="before")(_split_csv)
 
@@ -75,6 +86,12 @@ class ChainSettings(_Section):
             if not url.startswith(("http://", "https://", "ws://", "wss://")):
                 raise ValueError(f"not an http(s) or ws(s) URL: {url!r}")
         return urls
+
+    @model_validator(mode="after")
+    def _confirm_within_window(self) -> ChainSettings:
+        if self.confirmations > self.reorg_window:
+            raise ValueError("confirmations must not exceed reorg_window")
+        return self
 
 
 class PackageTypeSettings(_Section):

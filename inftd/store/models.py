@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -24,6 +24,7 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -104,6 +105,7 @@ class ChainEvent(Base):
         UniqueConstraint("chain_id", "block_hash", "tx_hash", "log_index"),
         Index(None, "block_number", "log_index"),
         Index(None, "applied", "block_number"),
+        Index(None, "token_id", "block_number"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -115,6 +117,7 @@ class ChainEvent(Base):
     address: Mapped[str] = mapped_column(Address)
     name: Mapped[str] = mapped_column(String(64))
     args: Mapped[dict[str, Any]] = mapped_column(Json)
+    token_id: Mapped[int | None] = mapped_column(BigInteger)  # the package token it concerns
     source: Mapped[str] = mapped_column(String(16))
     applied: Mapped[bool] = mapped_column(Boolean, default=False)
     problem: Mapped[str | None] = mapped_column(Text)  # why a projection could not apply it
@@ -303,3 +306,8 @@ class EventRecord(Base):
     type: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(Json)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table of a model, typed for insert/update/delete builders."""
+    return cast(Table, model.__table__)

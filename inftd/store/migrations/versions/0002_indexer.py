@@ -1,4 +1,4 @@
-"""indexer: projection problems, agent origin, reorg counters
+"""Indexer: projection problems, the token an event concerns, agent origin, reorg counters.
 
 Revision ID: 0002
 Revises: 0001
@@ -39,6 +39,12 @@ def upgrade() -> None:
 
     with op.batch_alter_table("chain_events", schema=None) as batch_op:
         batch_op.add_column(sa.Column("problem", sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column("token_id", sa.BigInteger(), nullable=True))
+        batch_op.create_index(
+            batch_op.f("ix_chain_events_token_id_block_number"),
+            ["token_id", "block_number"],
+            unique=False,
+        )
 
     with op.batch_alter_table("sync_cursor", schema=None) as batch_op:
         batch_op.add_column(
@@ -55,6 +61,8 @@ def downgrade() -> None:
         batch_op.drop_column("reorgs")
 
     with op.batch_alter_table("chain_events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_chain_events_token_id_block_number"))
+        batch_op.drop_column("token_id")
         batch_op.drop_column("problem")
 
     with op.batch_alter_table("agents", schema=None) as batch_op:

@@ -1,0 +1,313 @@
+"""Following the chain: backfill in bulk, then block by block near the head, reorg-safe.
+
+Blocks deeper than ``window`` below the head are final: they are read with adaptive
+``eth_getLogs`` ranges. The last ``window`` blocks are read one by one, each checked
+against its parent's stored hash; a mismatch walks back to the common ancestor and rolls
+back in one transaction. The cursor and the rows it covers are written together, so a
+crash never skips or repeats a block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import case, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from inftd.indexer.decode import ChainLog, Decoder
+from inftd.indexer.deployment import Deployment
+from inftd.indexer.errors import IndexerError
+from inftd.indexer.events import drop_unseen, store_logs
+from inftd.indexer.projections import ApplyResult, apply_confirmed
+from inftd.indexer.ranges import AdaptiveRange, fetch_logs_in_order
+from inftd.indexer.reorg import rollback_to
+from inftd.indexer.rpc import BlockRef, ChainRpc, RpcError
+from inftd.store.models import BlockWindow, SyncCursor, table_of
+from inftd.store.sql import insert_ignore
+
+log = logging.getLogger(__name__)
+
+CURSOR = "main"  # the name of the indexer's row in sync_cursor
+RETRY_PAUSE_MAX = 30.0  # seconds between attempts while the RPC keeps failing
+
+
+class ReorgTooDeep(IndexerError):
+    def __init__(self, block: int, oldest: int) -> None:
+        self.block = block
+        self.oldest = oldest
+        super().__init__(
+            f"reorg deeper than the block window: block {block} changed and no stored hash "
+            f"down to block {oldest} matches the chain; the indexer stopped to protect the "
+            "database (raise chain.reorg_window, or re-index into a new database)"
+        )
+
+
+@dataclass(frozen=True)
+class IndexerConfig:
+    window: int = 128  # recent block hashes kept to detect reorgs
+    confirmations: int = 0  # blocks on top before an event takes effect
+    poll_interval: float = 1.0  # seconds between head polls
+    concurrency: int = 4  # eth_getLogs ranges in flight during backfill
+    initial_range: int = 2000  # blocks per eth_getLogs range to start with
+
+
+@dataclass(frozen=True)
+class Cursor:
+    number: int
+    hash: str
+
+
+@dataclass
+class IndexerStats:
+    head: int | None = None
+    reorgs: int = 0
+    applied: Counter[str] = field(default_factory=Counter)
+    problems: int = 0
+    halted: str | None = None
+
+    def record(self, result: ApplyResult) -> None:
+        self.applied.update(result.applied)
+        self.problems += result.problems
+
+
+Progress = Callable[[int, int, int], None]  # (block reached, target block, events stored)
+
+
+class Indexer:
+    def __init__(
+        self,
+        rpc: ChainRpc,
+        engine: AsyncEngine,
+        deployment: Deployment,
+        config: IndexerConfig,
+    ) -> None:
+        self.rpc = rpc
+        self.engine = engine
+        self.deployment = deployment
+        self.config = config
+        self.decoder = Decoder(deployment)
+        self.sizer = AdaptiveRange(initial=config.initial_range)
+        self.stats = IndexerStats()
+        self.wake = asyncio.Event()  # set by new heads and webhooks: sync now
+
+    @property
+    def chain_id(self) -> int:
+        return self.deployment.chain_id
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow the chain until ``stop``; RPC faults are waited out, a deep reorg halts."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                await self.sync_once()
+                failures = 0
+            except RpcError as exc:
+                failures += 1
+                log.warning("indexer: RPC failed (%d in a row): %s", failures, exc)
+            except ReorgTooDeep as exc:
+                self.stats.halted = str(exc)
+                log.error("indexer halted: %s", exc)
+                raise
+            pause = min(RETRY_PAUSE_MAX, self.config.poll_interval * 2**failures)
+            await _wait_any(stop, self.wake, pause)
+            self.wake.clear()
+
+    async def sync_once(self, target: int | None = None, progress: Progress | None = None) -> int:
+        """Index up to the head (or ``target``); returns the block reached."""
+        head = await self.rpc.head_number()
+        self.stats.head = head
+        end = head if target is None else min(target, head)
+        cursor = await self._verified_cursor(head)
+        final = min(end, head - self.config.window)
+        if cursor.number < final:
+            cursor = await self._backfill(cursor, final, head, progress)
+        while cursor.number < end:
+            cursor = await self._follow_block(cursor, head)
+        await self._apply(min(cursor.number, head - self.config.confirmations))
+        return cursor.number
+
+    # -- cursor ---------------------------------------------------------------------------
+
+    async def cursor(self) -> Cursor | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(SyncCursor.block_number, SyncCursor.block_hash).where(
+                        SyncCursor.name == CURSOR
+                    )
+                )
+            ).first()
+        return Cursor(row[0], row[1]) if row else None
+
+    async def _start_cursor(self, from_block: int | None = None) -> Cursor:
+        start = max(from_block or self.deployment.deploy_block, 1) - 1
+        block = await self._block(start)
+        cursor = Cursor(block.number, block.hash)
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert_ignore(conn, table_of(SyncCursor)),
+                {"name": CURSOR, "block_number": cursor.number, "block_hash": cursor.hash},
+            )
+            await _remember_block(conn, block)
+        return cursor
+
+    async def start_at(self, from_block: int) -> None:
+        """Begin a fresh database at ``from_block`` instead of the deployment block."""
+        if await self.cursor() is not None:
+            raise IndexerError("this database is already indexed; --from-block needs a fresh one")
+        await self._start_cursor(from_block)
+
+    async def _verified_cursor(self, head: int) -> Cursor:
+        cursor = await self.cursor() or await self._start_cursor()
+        if cursor.number <= head:
+            block = await self.rpc.block(cursor.number)
+            if block is not None and block.hash == cursor.hash:
+                return cursor
+        return await self._reorg(min(cursor.number, head))
+
+    async def _block(self, number: int) -> BlockRef:
+        block = await self.rpc.block(number)
+        if block is None:
+            raise RpcError(f"the node has no block {number}")
+        return block
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def _backfill(
+        self, cursor: Cursor, final: int, head: int, progress: Progress | None
+    ) -> Cursor:
+        stored = 0
+        ranges = fetch_logs_in_order(
+            self.rpc,
+            cursor.number + 1,
+            final,
+            self.decoder.addresses,
+            self.decoder.topics,
+            self.sizer,
+            self.config.concurrency,
+        )
+        async for first, last, raw in ranges:
+            logs = self._decode(raw)
+            block = await self._block(last)
+            async with self.engine.begin() as conn:
+                stored += await store_logs(conn, self.chain_id, logs, "poll")
+                await drop_unseen(conn, first, last, {log.key for log in logs})
+                await _remember_block(conn, block)
+                await _move_cursor(conn, block)
+                await _forget_blocks_below(conn, block.number - self.config.window)
+                await self._apply_in(conn, min(last, head - self.config.confirmations))
+            cursor = Cursor(block.number, block.hash)
+            if progress:
+                progress(last, final, stored)
+        return cursor
+
+    async def _follow_block(self, cursor: Cursor, head: int) -> Cursor:
+        block = await self._block(cursor.number + 1)
+        if block.parent_hash != cursor.hash:
+            return await self._reorg(cursor.number)
+        raw = await self.rpc.get_logs_by_block_hash(
+            block.hash, self.decoder.addresses, self.decoder.topics
+        )
+        logs = self._decode(raw)
+        async with self.engine.begin() as conn:
+            await store_logs(conn, self.chain_id, logs, "poll")
+            await drop_unseen(conn, block.number, block.number, {log.key for log in logs})
+            await _remember_block(conn, block)
+            await _move_cursor(conn, block)
+            await _forget_blocks_below(conn, block.number - self.config.window)
+            await self._apply_in(conn, min(block.number, head - self.config.confirmations))
+        return Cursor(block.number, block.hash)
+
+    def _decode(self, raw: list[dict[str, object]]) -> list[ChainLog]:
+        return [event for log in raw if (event := self.decoder.decode(log)) is not None]
+
+    # -- applying and undoing ---------------------------------------------------------------
+
+    async def _apply(self, up_to: int) -> None:
+        async with self.engine.begin() as conn:
+            await self._apply_in(conn, up_to)
+
+    async def _apply_in(self, conn: AsyncConnection, up_to: int) -> None:
+        result = await apply_confirmed(conn, self.chain_id, up_to)
+        self.stats.record(result)
+
+    async def _reorg(self, changed: int) -> Cursor:
+        """Walk back from ``changed`` to the newest stored block still on the chain."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(BlockWindow.number, BlockWindow.hash)
+                    .where(BlockWindow.number <= changed)
+                    .order_by(BlockWindow.number.desc())
+                )
+            ).all()
+        for number, stored_hash in rows:
+            block = await self.rpc.block(number)
+            if block is not None and block.hash == stored_hash:
+                return await self._roll_back(block, changed)
+        raise ReorgTooDeep(changed, rows[-1][0] if rows else changed)
+
+    async def _roll_back(self, ancestor: BlockRef, changed: int) -> Cursor:
+        async with self.engine.begin() as conn:
+            undone = await rollback_to(conn, ancestor.number)
+            depth = changed - ancestor.number
+            await conn.execute(
+                update(table_of(SyncCursor))
+                .where(table_of(SyncCursor).c.name == CURSOR)
+                .values(
+                    block_number=ancestor.number,
+                    block_hash=ancestor.hash,
+                    reorgs=table_of(SyncCursor).c.reorgs + 1,
+                    deepest_reorg=_greatest(depth),
+                )
+            )
+        self.stats.reorgs += 1
+        log.warning(
+            "reorg: rolled back to block %d (%d events removed, %d agents recomputed)",
+            ancestor.number,
+            undone.events_removed,
+            undone.agents_touched,
+        )
+        return Cursor(ancestor.number, ancestor.hash)
+
+
+def _greatest(depth: int) -> object:
+    column = table_of(SyncCursor).c.deepest_reorg
+    return case((column < depth, depth), else_=column)
+
+
+async def _remember_block(conn: AsyncConnection, block: BlockRef) -> None:
+    await conn.execute(
+        insert_ignore(conn, table_of(BlockWindow)),
+        {
+            "number": block.number,
+            "hash": block.hash,
+            "parent_hash": block.parent_hash,
+            "timestamp": block.timestamp,
+        },
+    )
+
+
+async def _move_cursor(conn: AsyncConnection, block: BlockRef) -> None:
+    await conn.execute(
+        update(table_of(SyncCursor))
+        .where(table_of(SyncCursor).c.name == CURSOR)
+        .values(block_number=block.number, block_hash=block.hash)
+    )
+
+
+async def _forget_blocks_below(conn: AsyncConnection, number: int) -> None:
+    await conn.execute(delete(table_of(BlockWindow)).where(BlockWindow.number < number))
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,0 +1,101 @@
+"""Undo what dropped blocks did: one transaction that leaves the state as if they never were.
+
+Everything derived from an event references it (agents by ``created_event_id``, ledger
+entries and chain generations by ``chain_event_id``), so deleting the events deletes what
+they created. What they changed on surviving agents (owner, metadata, cached balances) is
+recomputed from the events and ledger entries that remain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from inftd.agents.ledger import refresh_balances
+from inftd.store.models import Agent, BlockWindow, ChainEvent, Mint, table_of
+
+OWNER_EVENTS = ("PackagePurchased", "Transfer")
+
+
+@dataclass(frozen=True)
+class Rollback:
+    ancestor: int
+    events_removed: int
+    agents_touched: int
+
+
+async def rollback_to(conn: AsyncConnection, ancestor: int) -> Rollback:
+    """Remove every event above ``ancestor`` and all their effects."""
+    affected = set(
+        await conn.scalars(
+            select(ChainEvent.token_id)
+            .where(ChainEvent.block_number > ancestor, ChainEvent.applied.is_(True))
+            .where(ChainEvent.token_id.is_not(None))
+            .distinct()
+        )
+    )
+    removed = await conn.execute(
+        delete(table_of(ChainEvent)).where(table_of(ChainEvent).c.block_number > ancestor)
+    )
+    survivors = set(await conn.scalars(select(Agent.token_id).where(Agent.token_id.in_(affected))))
+    for token_id in sorted(survivors):
+        await _recompute_owner(conn, token_id)
+        await _recompute_metadata(conn, token_id)
+        await refresh_balances(conn, token_id)
+    await conn.execute(
+        update(table_of(Mint))
+        .where(table_of(Mint).c.block_number > ancestor)
+        .values(status="sent", block_number=None, nft_token_id=None)
+    )
+    await conn.execute(delete(table_of(BlockWindow)).where(BlockWindow.number > ancestor))
+    return Rollback(ancestor, max(removed.rowcount, 0), len(survivors))
+
+
+async def _latest(conn: AsyncConnection, token_id: int, names: tuple[str, ...]) -> Row[Any] | None:
+    return (
+        await conn.execute(
+            select(ChainEvent.name, ChainEvent.args, ChainEvent.block_number)
+            .where(
+                ChainEvent.token_id == token_id,
+                ChainEvent.name.in_(names),
+                ChainEvent.applied.is_(True),
+                ChainEvent.problem.is_(None),
+            )
+            .order_by(ChainEvent.block_number.desc(), ChainEvent.log_index.desc())
+            .limit(1)
+        )
+    ).first()
+
+
+async def _recompute_owner(conn: AsyncConnection, token_id: int) -> None:
+    latest = await _latest(conn, token_id, OWNER_EVENTS)
+    if latest is None:
+        return
+    owner = latest.args["buyer"] if latest.name == "PackagePurchased" else latest.args["to"]
+    await conn.execute(
+        update(table_of(Agent))
+        .where(table_of(Agent).c.token_id == token_id)
+        .values(owner=owner, owner_since_block=latest.block_number)
+    )
+
+
+async def _recompute_metadata(conn: AsyncConnection, token_id: int) -> None:
+    latest = await _latest(conn, token_id, ("AgentMetadataUpdated",))
+    metadata = (
+        {
+            "uri": latest.args["uri"],
+            "stateHash": latest.args["stateHash"],
+            "block": latest.block_number,
+        }
+        if latest
+        else {}
+    )
+    await conn.execute(
+        update(table_of(Agent))
+        .where(table_of(Agent).c.token_id == token_id)
+        .values(agent_metadata=metadata)
+    )
