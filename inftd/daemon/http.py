@@ -10,9 +10,23 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from inftd.daemon.runtime import Runtime
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+class ApiError(Exception):
+    """Raised by handlers: becomes ``{"error": {"code", "message"}}`` with the status."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        super().__init__(message)
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -36,6 +50,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     """One JSON error shape everywhere; never a stack trace to the client."""
     try:
         return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

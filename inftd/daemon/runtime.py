@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from inftd.daemon.config import Settings
 from inftd.daemon.errors import DaemonError
 from inftd.indexer.deployment import Deployment
+from inftd.indexer.follower import Indexer, IndexerConfig
 from inftd.indexer.rpc import ChainRpc
 from inftd.store.binding import bind_chain
 from inftd.store.db import create_async
@@ -27,7 +28,19 @@ class Runtime:
     deployment: Deployment
     engine: AsyncEngine
     rpc: ChainRpc
+    indexer: Indexer
     started_at: float = field(default_factory=time.monotonic)
+
+
+def indexer_config(settings: Settings) -> IndexerConfig:
+    chain = settings.chain
+    return IndexerConfig(
+        window=chain.reorg_window,
+        confirmations=chain.confirmations,
+        poll_interval=chain.poll_interval,
+        concurrency=chain.log_concurrency,
+        initial_range=chain.initial_log_range,
+    )
 
 
 async def check_chain(rpc: ChainRpc, deployment: Deployment) -> None:
@@ -54,7 +67,10 @@ async def open_runtime(settings: Settings, deployment: Deployment) -> AsyncItera
         await require_head(engine)
         await check_chain(rpc, deployment)
         await bind_chain(engine, deployment.identity())
-        yield Runtime(settings=settings, deployment=deployment, engine=engine, rpc=rpc)
+        indexer = Indexer(rpc, engine, deployment, indexer_config(settings))
+        yield Runtime(
+            settings=settings, deployment=deployment, engine=engine, rpc=rpc, indexer=indexer
+        )
     finally:
         await rpc.close()
         await engine.dispose()

@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from inftd.store.db import create_sync_engine
 from inftd.store.errors import StoreError
@@ -45,16 +45,16 @@ def current_revision(database_url: str) -> str | None:
         engine.dispose()
 
 
-async def revision_of(engine: AsyncEngine) -> str | None:
-    async with engine.connect() as conn:
-        return await conn.run_sync(
-            lambda sync_conn: MigrationContext.configure(sync_conn).get_current_revision()
-        )
+async def revision_of(conn: AsyncConnection) -> str | None:
+    return await conn.run_sync(
+        lambda sync_conn: MigrationContext.configure(sync_conn).get_current_revision()
+    )
 
 
 async def require_head(engine: AsyncEngine) -> str:
     """The database's revision, which must be the latest: the daemon never runs on an old schema."""
-    current, head = await revision_of(engine), head_revision()
+    async with engine.connect() as conn:
+        current, head = await revision_of(conn), head_revision()
     if current is None or current != head:
         raise StoreError(
             f"database is at revision {current or 'none'}, expected {head}: run `inftd migrate`"

@@ -10,7 +10,8 @@ from inftd.daemon.config import Settings
 from inftd.daemon.devnet import Anvil
 from inftd.daemon.errors import DaemonError
 from inftd.daemon.runtime import open_runtime
-from inftd.daemon.server import RUNTIME, create_app
+from inftd.daemon.http import RUNTIME
+from inftd.daemon.server import create_app
 from inftd.indexer.deployment import Deployment
 from inftd.store import migrate
 from inftd.store.db import create_async

@@ -1,0 +1,82 @@
+"""The agent as clients see it, with the seed's field names (``packageTokenId``, ...)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from inftd.agents.errors import UnknownAgent
+from inftd.store.models import Agent, Generation, LearningEntry
+
+RECENT_ITEMS = 20  # newest entries of the growing lists shown inline; the rest are paged
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+async def agent_state(conn: AsyncConnection, token_id: int) -> dict[str, Any]:
+    agent = (await conn.execute(select(Agent).where(Agent.token_id == token_id))).first()
+    if agent is None:
+        raise UnknownAgent(token_id)
+    metadata = agent.agent_metadata or {}
+    return {
+        "packageTokenId": agent.token_id,
+        "packageType": agent.package_type,
+        "owner": agent.owner,
+        "totalCredits": agent.total_credits,
+        "usedCredits": agent.used_credits,
+        "reservedCredits": agent.reserved_credits,
+        "availableCredits": agent.total_credits - agent.used_credits - agent.reserved_credits,
+        "level": agent.level,
+        "agentMetadata": metadata.get("uri", ""),
+        "agentStateHash": metadata.get("stateHash"),
+        "learningData": await _learning(conn, token_id),
+        "collectionInfluences": list(agent.collection_influences or []),
+        "generatedContent": await _generated(conn, token_id),
+        "lastActivity": _iso(agent.last_activity),
+        "preferences": dict(agent.preferences or {}),
+    }
+
+
+async def _learning(conn: AsyncConnection, token_id: int) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        select(LearningEntry)
+        .where(LearningEntry.token_id == token_id)
+        .order_by(LearningEntry.id.desc())
+        .limit(RECENT_ITEMS)
+    )
+    return [
+        {
+            "generationId": r.generation_id,
+            "rating": r.rating,
+            "tags": r.tags,
+            "note": r.note,
+            "createdAt": _iso(r.created_at),
+        }
+        for r in rows
+    ]
+
+
+async def _generated(conn: AsyncConnection, token_id: int) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        select(Generation)
+        .where(Generation.token_id == token_id, Generation.status == "succeeded")
+        .order_by(Generation.created_at.desc())
+        .limit(RECENT_ITEMS)
+    )
+    return [
+        {
+            "id": r.id,
+            "kind": r.kind,
+            "prompt": r.prompt,
+            "contentUri": r.content_uri,
+            "contentHash": r.content_hash,
+            "provider": r.provider,
+            "createdAt": _iso(r.created_at),
+        }
+        for r in rows
+    ]

@@ -1,0 +1,34 @@
+"""Agents: ``GET /v1/agents/{tokenId}``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from inftd.agents.errors import UnknownAgent
+from inftd.agents.views import agent_state
+from inftd.daemon.http import RUNTIME, ApiError, json_response
+
+MAX_STORED_TOKEN_ID = 2**63 - 1  # token ids are sequential; larger ones cannot have an agent
+MAX_TOKEN_DIGITS = 78  # a uint256 has at most 78 decimal digits
+
+
+def token_id_of(request: web.Request) -> int:
+    raw = request.match_info["token_id"]
+    if not raw.isdigit() or len(raw) > MAX_TOKEN_DIGITS:
+        raise ApiError(400, "bad_token_id", f"token id must be a uint256 in decimal, got {raw!r}")
+    return int(raw)
+
+
+async def get_agent(request: web.Request) -> web.Response:
+    token_id = token_id_of(request)
+    if token_id > MAX_STORED_TOKEN_ID:
+        raise ApiError(404, "unknown_agent", str(UnknownAgent(token_id)))
+    async with request.app[RUNTIME].engine.connect() as conn:
+        try:
+            return json_response(await agent_state(conn, token_id))
+        except UnknownAgent as exc:
+            raise ApiError(404, "unknown_agent", str(exc)) from None
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/agents/{token_id}", get_agent)

@@ -1,0 +1,73 @@
+"""Liveness and status: ``GET /health``, ``GET /v1/status``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import text
+
+import inftd
+from inftd.daemon.http import RUNTIME, json_response
+from inftd.daemon.runtime import Runtime
+from inftd.indexer.rpc import RpcError
+from inftd.indexer.status import indexer_report
+from inftd.store.db import is_sqlite
+from inftd.store.migrate import head_revision, revision_of
+
+log = logging.getLogger(__name__)
+
+
+async def health(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    try:
+        async with runtime.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        log.warning("health check: database unavailable: %s", exc)
+        return json_response({"status": "unavailable", "database": "unavailable"}, 503)
+    return json_response({"status": "ok", "database": "ok"})
+
+
+async def chain_head(runtime: Runtime) -> int | None:
+    try:
+        return await runtime.rpc.head_number()
+    except RpcError as exc:
+        log.warning("status: chain unavailable: %s", exc)
+        return None
+
+
+async def status_document(runtime: Runtime) -> dict[str, Any]:
+    head = await chain_head(runtime)
+    async with runtime.engine.connect() as conn:
+        revision = await revision_of(conn)
+        report = await indexer_report(conn, head, runtime.settings.chain.confirmations)
+    indexer = report.as_json(head)
+    indexer["halted"] = runtime.indexer.stats.halted
+    return {
+        "version": inftd.__version__,
+        "uptimeSeconds": round(time.monotonic() - runtime.started_at, 3),
+        "chain": {
+            "chainId": runtime.deployment.chain_id,
+            "ok": head is not None,
+            "headBlock": head,
+        },
+        "indexer": indexer,
+        "deployment": runtime.deployment.model_dump(by_alias=True),
+        "database": {
+            "backend": "sqlite" if is_sqlite(runtime.settings.database) else "postgresql",
+            "revision": revision,
+            "headRevision": head_revision(),
+        },
+    }
+
+
+async def status(request: web.Request) -> web.Response:
+    return json_response(await status_document(request.app[RUNTIME]))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/status", status)

@@ -1,0 +1,66 @@
+"""Drive the deployed contracts from tests, as buyers and owners would, with web3.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from web3 import Web3
+from web3.types import TxReceipt
+
+from inftd.daemon.config import DEFAULT_PACKAGES
+from inftd.daemon.devnet import BUYER, FRIEND, rpc_call
+from inftd.indexer.abi import load_artifact
+from inftd.indexer.deployment import Deployment
+
+CREDIT_PRICE_WEI = 10**14
+
+
+class Contracts:
+    def __init__(self, url: str, deployment: Deployment) -> None:
+        self.url = url
+        self.w3 = Web3(Web3.HTTPProvider(url))
+        self.package = self.w3.eth.contract(
+            deployment.package_address, abi=load_artifact("INFTPackage").abi
+        )
+
+    def _send(self, fn: Any, sender: str, value: int = 0) -> TxReceipt:
+        tx = fn.transact({"from": sender, "value": value})
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx)
+        assert receipt["status"] == 1
+        return receipt
+
+    def buy(self, package_type: int = 0, buyer: str = BUYER.address) -> int:
+        price = DEFAULT_PACKAGES[package_type].price_wei
+        self._send(self.package.functions.purchasePackage(package_type), buyer, price)
+        return int(self.package.functions.lastTokenId().call())
+
+    def top_up(self, token_id: int, credits: int, payer: str = FRIEND.address) -> None:
+        self._send(self.package.functions.addCredits(token_id), payer, credits * CREDIT_PRICE_WEI)
+
+    def transfer(self, token_id: int, to: str) -> None:
+        owner = self.package.functions.ownerOf(token_id).call()
+        self._send(self.package.functions.transferFrom(owner, to, token_id), owner)
+
+    def request(self, token_id: int, prompt: str, kind: int = 0) -> int:
+        owner = self.package.functions.ownerOf(token_id).call()
+        self._send(self.package.functions.requestGeneration(token_id, kind, prompt), owner)
+        return int(self.package.functions.lastRequestId().call())
+
+    def raw_transaction(self, offset: int = 0) -> bytes:
+        """The signed bytes of the only transaction in the block ``offset`` from the head."""
+        block = self.w3.eth.get_block(self.head() + offset)
+        (tx_hash,) = block["transactions"]
+        return bytes(self.w3.eth.get_raw_transaction(tx_hash))
+
+    def mine(self, blocks: int = 1) -> None:
+        for _ in range(blocks):
+            rpc_call(self.url, "evm_mine")
+
+    def head(self) -> int:
+        return int(self.w3.eth.block_number)
+
+    def snapshot(self) -> str:
+        return str(rpc_call(self.url, "evm_snapshot"))
+
+    def revert(self, snapshot: str) -> None:
+        assert rpc_call(self.url, "evm_revert", [snapshot]) is True
