@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from inftd.daemon.errors import DaemonError
 from inftd.indexer.deployment import Deployment
 from inftd.indexer.follower import Indexer, IndexerConfig
 from inftd.indexer.rpc import ChainRpc
+from inftd.indexer.webhook import ReplayGuard, WebhookIngest
 from inftd.store.binding import bind_chain
 from inftd.store.db import create_async
 from inftd.store.migrate import require_head
@@ -29,6 +31,9 @@ class Runtime:
     engine: AsyncEngine
     rpc: ChainRpc
     indexer: Indexer
+    webhooks: WebhookIngest
+    replay_guard: ReplayGuard = field(default_factory=ReplayGuard)
+    webhook_counts: Counter[str] = field(default_factory=Counter)
     started_at: float = field(default_factory=time.monotonic)
 
 
@@ -68,8 +73,14 @@ async def open_runtime(settings: Settings, deployment: Deployment) -> AsyncItera
         await check_chain(rpc, deployment)
         await bind_chain(engine, deployment.identity())
         indexer = Indexer(rpc, engine, deployment, indexer_config(settings))
+        webhooks = WebhookIngest(rpc, engine, indexer.decoder, deployment.chain_id)
         yield Runtime(
-            settings=settings, deployment=deployment, engine=engine, rpc=rpc, indexer=indexer
+            settings=settings,
+            deployment=deployment,
+            engine=engine,
+            rpc=rpc,
+            indexer=indexer,
+            webhooks=webhooks,
         )
     finally:
         await rpc.close()

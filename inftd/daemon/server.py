@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from inftd.daemon.api import agents, status
+from inftd.daemon.api import agents, status, webhooks
 from inftd.daemon.config import Settings
 from inftd.daemon.http import RUNTIME, error_middleware, request_id_middleware
 from inftd.daemon.metrics import METRICS, HttpMetrics, metrics_endpoint, metrics_middleware
@@ -32,6 +32,7 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/metrics", metrics_endpoint)
     status.add_routes(app)
     agents.add_routes(app)
+    webhooks.add_routes(app)
     return app
 
 

@@ -36,10 +36,12 @@ async def store_logs(
     """Insert the logs not stored yet; returns how many were new."""
     if not logs:
         return 0
+    # RETURNING names the rows really inserted; rowcount is unreliable for batched inserts.
     result = await conn.execute(
-        insert_ignore(conn, CHAIN_EVENTS), [_row(chain_id, log, source) for log in logs]
+        insert_ignore(conn, CHAIN_EVENTS).returning(CHAIN_EVENTS.c.id),
+        [_row(chain_id, log, source) for log in logs],
     )
-    return max(result.rowcount, 0)
+    return len(result.all())
 
 
 async def drop_unseen(

@@ -9,8 +9,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from inftd.daemon.config import Settings
 from inftd.daemon.devnet import Anvil
 from inftd.daemon.errors import DaemonError
-from inftd.daemon.runtime import open_runtime
 from inftd.daemon.http import RUNTIME
+from inftd.daemon.runtime import open_runtime
 from inftd.daemon.server import create_app
 from inftd.indexer.deployment import Deployment
 from inftd.store import migrate

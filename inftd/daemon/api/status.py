@@ -46,6 +46,7 @@ async def status_document(runtime: Runtime) -> dict[str, Any]:
         report = await indexer_report(conn, head, runtime.settings.chain.confirmations)
     indexer = report.as_json(head)
     indexer["halted"] = runtime.indexer.stats.halted
+    indexer["webhook"] = dict(sorted(runtime.webhook_counts.items()))
     return {
         "version": inftd.__version__,
         "uptimeSeconds": round(time.monotonic() - runtime.started_at, 3),
