@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     migrate_cmd.add_argument("--database-url", help="database URL (env: INFTD_DATABASE_URL)")
     migrate_cmd.add_argument("--revision", default="head", help="target revision (default: head)")
 
+    backfill = commands.add_parser("backfill", help="index the chain up to a block, then exit")
+    _common(backfill)
+    backfill.add_argument("--from-block", type=int, help="first block (fresh databases only)")
+    backfill.add_argument("--to-block", type=int, help="last block (default: the head)")
+
     run = commands.add_parser("run", help="run the daemon against the configured chain")
     _common(run)
     run.add_argument("--api-port", type=int, help="API port (0 takes a free one)")
@@ -145,7 +150,16 @@ def cmd_run(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_backfill(args: argparse.Namespace) -> None:
+    from inftd.daemon.backfill import backfill
+
+    settings = load_settings(args)
+    summary = asyncio.run(backfill(settings, args.from_block, args.to_block))
+    say(summary)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "backfill": cmd_backfill,
     "dev": cmd_dev,
     "deploy": cmd_deploy,
     "migrate": cmd_migrate,

@@ -64,6 +64,7 @@ class Cursor:
 @dataclass
 class IndexerStats:
     head: int | None = None
+    stored: int = 0  # events stored by this process
     reorgs: int = 0
     applied: Counter[str] = field(default_factory=Counter)
     problems: int = 0
@@ -75,6 +76,10 @@ class IndexerStats:
 
 
 Progress = Callable[[int, int, int], None]  # (block reached, target block, events stored)
+
+
+def _no_progress(block: int, target: int, events: int) -> None:
+    pass
 
 
 class Indexer:
@@ -116,7 +121,7 @@ class Indexer:
             await _wait_any(stop, self.wake, pause)
             self.wake.clear()
 
-    async def sync_once(self, target: int | None = None, progress: Progress | None = None) -> int:
+    async def sync_once(self, target: int | None = None, progress: Progress = _no_progress) -> int:
         """Index up to the head (or ``target``); returns the block reached."""
         head = await self.rpc.head_number()
         self.stats.head = head
@@ -124,9 +129,10 @@ class Indexer:
         cursor = await self._verified_cursor(head)
         final = min(end, head - self.config.window)
         if cursor.number < final:
-            cursor = await self._backfill(cursor, final, head, progress)
+            cursor = await self._backfill(cursor, final, head, lambda b, e: progress(b, end, e))
         while cursor.number < end:
             cursor = await self._follow_block(cursor, head)
+            progress(cursor.number, end, self.stats.stored)
         await self._apply(min(cursor.number, head - self.config.confirmations))
         return cursor.number
 
@@ -178,9 +184,8 @@ class Indexer:
     # -- reading --------------------------------------------------------------------------
 
     async def _backfill(
-        self, cursor: Cursor, final: int, head: int, progress: Progress | None
+        self, cursor: Cursor, final: int, head: int, progress: Callable[[int, int], None]
     ) -> Cursor:
-        stored = 0
         ranges = fetch_logs_in_order(
             self.rpc,
             cursor.number + 1,
@@ -194,15 +199,14 @@ class Indexer:
             logs = self._decode(raw)
             block = await self._block(last)
             async with self.engine.begin() as conn:
-                stored += await store_logs(conn, self.chain_id, logs, "poll")
+                self.stats.stored += await store_logs(conn, self.chain_id, logs, "poll")
                 await drop_unseen(conn, first, last, {log.key for log in logs})
                 await _remember_block(conn, block)
                 await _move_cursor(conn, block)
                 await _forget_blocks_below(conn, block.number - self.config.window)
                 await self._apply_in(conn, min(last, head - self.config.confirmations))
             cursor = Cursor(block.number, block.hash)
-            if progress:
-                progress(last, final, stored)
+            progress(last, self.stats.stored)
         return cursor
 
     async def _follow_block(self, cursor: Cursor, head: int) -> Cursor:
@@ -214,7 +218,7 @@ class Indexer:
         )
         logs = self._decode(raw)
         async with self.engine.begin() as conn:
-            await store_logs(conn, self.chain_id, logs, "poll")
+            self.stats.stored += await store_logs(conn, self.chain_id, logs, "poll")
             await drop_unseen(conn, block.number, block.number, {log.key for log in logs})
             await _remember_block(conn, block)
             await _move_cursor(conn, block)

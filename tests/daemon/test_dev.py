@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -75,6 +76,19 @@ def get_json(url: str) -> dict:
         return orjson.loads(response.read())
 
 
+def wait_for_agent(api: str, token_id: int, seconds: float = 20.0) -> dict:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            return get_json(f"{api}/v1/agents/{token_id}")
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            if exc.code != 404:
+                raise
+        time.sleep(0.1)
+    raise AssertionError(f"agent {token_id} did not appear within {seconds}s")
+
+
 def port_open(url: str) -> bool:
     host, port = url.removeprefix("http://").split(":")
     with socket.socket() as sock:
@@ -110,6 +124,9 @@ def test_dev_runs_resumes_and_never_mixes_chains(tmp_path: Path) -> None:
         assert re.search(r"status\s+1 \(success\)", cast.stdout), cast.stdout
         head = int(rpc_call(urls["rpc"], "eth_blockNumber"), 16)
         assert get_json(urls["api"] + "/v1/status")["chain"]["headBlock"] == head
+        agent = wait_for_agent(urls["api"], 1)  # the daemon indexed the purchase
+        assert agent["owner"] == BUYER.address
+        assert agent["totalCredits"] == 100
     finally:
         code = dev.stop(signal.SIGINT)
     assert code == 0, dev.output
@@ -123,6 +140,7 @@ def test_dev_runs_resumes_and_never_mixes_chains(tmp_path: Path) -> None:
         assert "resuming the chain" in dev.output
         assert again["package"] == urls["package"]
         assert int(rpc_call(again["rpc"], "eth_blockNumber"), 16) == head
+        assert wait_for_agent(again["api"], 1)["totalCredits"] == 100
     finally:
         assert dev.stop(signal.SIGTERM) == 0, dev.output
     assert wait_closed(again["rpc"])
@@ -136,6 +154,10 @@ def test_dev_runs_resumes_and_never_mixes_chains(tmp_path: Path) -> None:
         assert "moved it to" in dev.output
         assert list((data_dir / "archive").glob("inftd-*.db"))
         assert int(rpc_call(fresh["rpc"], "eth_blockNumber"), 16) < head
+        with pytest.raises(urllib.error.HTTPError) as missing:  # the old agent went with the chain
+            get_json(fresh["api"] + "/v1/agents/1")
+        assert missing.value.code == 404
+        missing.value.close()
     finally:
         dev.stop()
 
