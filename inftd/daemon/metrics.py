@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
-from inftd.daemon.http import Handler
+from inftd.daemon.api.status import status_document
+from inftd.daemon.http import RUNTIME, Handler
+
+INDEXER_GAUGES = (  # (key in /v1/status "indexer", metric name, help)
+    ("headBlock", "chain_head_block", "Latest block of the chain"),
+    ("indexedBlock", "indexed_block", "Latest block the indexer has read"),
+    ("confirmedBlock", "confirmed_block", "Latest block whose events took effect"),
+    ("lagBlocks", "indexer_lag_blocks", "Blocks between the head and the indexer"),
+    ("reorgs", "indexer_reorgs", "Reorgs the indexer rolled back"),
+    ("pendingEvents", "pending_events", "Events stored but not yet confirmed"),
+    ("projectionProblems", "projection_problems", "Events that could not be applied"),
+)
 
 
 class HttpMetrics:
@@ -26,6 +38,27 @@ class HttpMetrics:
             ["method", "route"],
             registry=self.registry,
         )
+        self.indexer = {
+            key: Gauge(f"inftd_{name}", text, registry=self.registry)
+            for key, name, text in INDEXER_GAUGES
+        }
+        self.events = Gauge(
+            "inftd_chain_events", "Applied chain events by kind", ["kind"], registry=self.registry
+        )
+        self.webhook = Gauge(
+            "inftd_webhook_logs", "Webhook logs by outcome", ["outcome"], registry=self.registry
+        )
+
+    def observe_status(self, status: dict[str, Any]) -> None:
+        indexer = status["indexer"]
+        for key, gauge in self.indexer.items():
+            value = indexer.get(key)
+            if value is not None:
+                gauge.set(value)
+        for kind, count in indexer["eventsByKind"].items():
+            self.events.labels(kind).set(count)
+        for outcome, count in indexer["webhook"].items():
+            self.webhook.labels(outcome).set(count)
 
 
 METRICS = web.AppKey("metrics", HttpMetrics)
@@ -49,5 +82,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS].registry)
+    metrics = request.app[METRICS]
+    metrics.observe_status(await status_document(request.app[RUNTIME]))
+    body = generate_latest(metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -68,9 +68,15 @@ async def test_status_reports_chain_deployment_and_database(
         "revision": migrate.head_revision(),
         "headRevision": migrate.head_revision(),
     }
+    assert body["indexer"]["indexedBlock"] is None  # nothing indexed yet
     rpc_call(chain.url, "evm_mine")
+    await client.app[RUNTIME].indexer.sync_once()
     again = await (await client.get("/v1/status")).json()
     assert again["chain"]["headBlock"] == body["chain"]["headBlock"] + 1
+    assert again["indexer"]["indexedBlock"] == again["chain"]["headBlock"]
+    assert again["indexer"]["lagBlocks"] == 0
+    assert again["indexer"]["reorgs"] == 0
+    assert again["indexer"]["halted"] is None
 
 
 async def test_no_secret_or_rpc_url_in_status(client: TestClient, chain: Anvil) -> None:
@@ -100,6 +106,8 @@ async def test_metrics_count_requests_by_route(client: TestClient) -> None:
     assert 'inftd_http_requests_total{method="GET",route="/health",status="200"} 1.0' in text
     assert 'route="unmatched",status="404"' in text
     assert "inftd_http_request_seconds_bucket" in text
+    assert "inftd_indexed_block " in text
+    assert "inftd_indexer_reorgs 0.0" in text
 
 
 async def test_unknown_route_is_a_json_error(client: TestClient) -> None:
