@@ -87,10 +87,21 @@ class ChainSettings(_Section):
                 raise ValueError(f"not an http(s) or ws(s) URL: {url!r}")
         return urls
 
+    @property
+    def http_urls(self) -> list[str]:
+        return [u for u in self.rpc_urls if u.startswith(("http://", "https://"))]
+
+    @property
+    def ws_url(self) -> str | None:
+        """The first ws(s):// URL: new heads are followed over it with eth_subscribe."""
+        return next((u for u in self.rpc_urls if u.startswith(("ws://", "wss://"))), None)
+
     @model_validator(mode="after")
     def _confirm_within_window(self) -> ChainSettings:
         if self.confirmations > self.reorg_window:
             raise ValueError("confirmations must not exceed reorg_window")
+        if self.rpc_urls and not self.http_urls:
+            raise ValueError("rpc_urls needs an http(s):// URL besides any ws(s):// one")
         return self
 
 

@@ -139,8 +139,9 @@ async def run_dev(settings: Settings, stop: asyncio.Event, say: Say) -> None:
     try:
         deployment = await dev_deployment(settings, anvil.url, say)
         await prepare_database(settings, deployment, say)
+        urls = [anvil.url, anvil.url.replace("http://", "ws://")]  # Anvil serves both
         settings = settings.model_copy(
-            update={"chain": settings.chain.model_copy(update={"rpc_urls": [anvil.url]})}
+            update={"chain": settings.chain.model_copy(update={"rpc_urls": urls})}
         )
         await serve(
             settings,

@@ -45,6 +45,7 @@ def indexer_config(settings: Settings) -> IndexerConfig:
         poll_interval=chain.poll_interval,
         concurrency=chain.log_concurrency,
         initial_range=chain.initial_log_range,
+        ws_url=chain.ws_url,
     )
 
 
@@ -67,7 +68,7 @@ async def check_chain(rpc: ChainRpc, deployment: Deployment) -> None:
 @asynccontextmanager
 async def open_runtime(settings: Settings, deployment: Deployment) -> AsyncIterator[Runtime]:
     engine = create_async(settings.database)
-    rpc = ChainRpc(settings.chain.rpc_urls)
+    rpc = ChainRpc(settings.chain.http_urls)
     try:
         await require_head(engine)
         await check_chain(rpc, deployment)

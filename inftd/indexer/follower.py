@@ -22,6 +22,7 @@ from inftd.indexer.decode import ChainLog, Decoder
 from inftd.indexer.deployment import Deployment
 from inftd.indexer.errors import IndexerError
 from inftd.indexer.events import drop_unseen, store_logs
+from inftd.indexer.heads import watch_new_heads
 from inftd.indexer.projections import ApplyResult, apply_confirmed
 from inftd.indexer.ranges import AdaptiveRange, fetch_logs_in_order
 from inftd.indexer.reorg import rollback_to
@@ -53,6 +54,7 @@ class IndexerConfig:
     poll_interval: float = 1.0  # seconds between head polls
     concurrency: int = 4  # eth_getLogs ranges in flight during backfill
     initial_range: int = 2000  # blocks per eth_getLogs range to start with
+    ws_url: str | None = None  # follow new heads over this WebSocket as well as by polling
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,17 @@ class Indexer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the chain until ``stop``; RPC faults are waited out, a deep reorg halts."""
+        heads = None
+        if self.config.ws_url:
+            heads = asyncio.create_task(watch_new_heads(self.config.ws_url, self.wake, stop))
+        try:
+            await self._follow(stop)
+        finally:
+            if heads:
+                heads.cancel()
+                await asyncio.gather(heads, return_exceptions=True)
+
+    async def _follow(self, stop: asyncio.Event) -> None:
         failures = 0
         while not stop.is_set():
             try:
