@@ -13,7 +13,9 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import case, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -208,19 +210,27 @@ class Indexer:
             self.sizer,
             self.config.concurrency,
         )
-        async for first, last, raw in ranges:
-            logs = self._decode(raw)
-            block = await self._block(last)
-            async with self.engine.begin() as conn:
-                self.stats.stored += await store_logs(conn, self.chain_id, logs, "poll")
-                await drop_unseen(conn, first, last, {log.key for log in logs})
-                await _remember_block(conn, block)
-                await _move_cursor(conn, block)
-                await _forget_blocks_below(conn, block.number - self.config.window)
-                await self._apply_in(conn, min(last, head - self.config.confirmations))
-            cursor = Cursor(block.number, block.hash)
-            progress(last, self.stats.stored)
+        # aclosing: a failure while writing must not leave range requests running
+        async with aclosing(ranges):
+            async for first, last, raw in ranges:
+                cursor = await self._store_range(first, last, raw, head)
+                progress(last, self.stats.stored)
         return cursor
+
+    async def _store_range(
+        self, first: int, last: int, raw: list[dict[str, Any]], head: int
+    ) -> Cursor:
+        """One whole range, its cursor move and the events it confirms: one transaction."""
+        logs = self._decode(raw)
+        block = await self._block(last)
+        async with self.engine.begin() as conn:
+            self.stats.stored += await store_logs(conn, self.chain_id, logs, "poll")
+            await drop_unseen(conn, first, last, {log.key for log in logs})
+            await _remember_block(conn, block)
+            await _move_cursor(conn, block)
+            await _forget_blocks_below(conn, block.number - self.config.window)
+            await self._apply_in(conn, min(last, head - self.config.confirmations))
+        return Cursor(block.number, block.hash)
 
     async def _follow_block(self, cursor: Cursor, head: int) -> Cursor:
         block = await self._block(cursor.number + 1)
@@ -239,7 +249,7 @@ class Indexer:
             await self._apply_in(conn, min(block.number, head - self.config.confirmations))
         return Cursor(block.number, block.hash)
 
-    def _decode(self, raw: list[dict[str, object]]) -> list[ChainLog]:
+    def _decode(self, raw: list[dict[str, Any]]) -> list[ChainLog]:
         return [event for log in raw if (event := self.decoder.decode(log)) is not None]
 
     # -- applying and undoing ---------------------------------------------------------------

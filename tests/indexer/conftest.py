@@ -1,0 +1,46 @@
+"""Fixtures of the indexer tests: the contracts, a migrated database, indexers over it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from inftd.daemon.devnet import Anvil
+from inftd.indexer.deployment import Deployment
+from inftd.indexer.follower import Indexer, IndexerConfig
+from inftd.indexer.rpc import ChainRpc
+from inftd.store import migrate
+from inftd.store.db import create_async
+from tests.support.contracts import Contracts
+from tests.support.state import MakeIndexer
+
+
+@pytest.fixture
+def contracts(chain: Anvil, deployment: Deployment) -> Contracts:
+    return Contracts(chain.url, deployment)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    migrate.upgrade(database_url)
+    engine = create_async(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def make_indexer(
+    chain: Anvil, deployment: Deployment, engine: AsyncEngine
+) -> AsyncIterator[MakeIndexer]:
+    """New Indexer instances over the same database, as after a restart."""
+    async with AsyncExitStack() as stack:
+
+        def make(url: str | None = None, **config: object) -> Indexer:
+            rpc = ChainRpc([url or chain.url])
+            stack.push_async_callback(rpc.close)
+            return Indexer(rpc, engine, deployment, IndexerConfig(**config))  # type: ignore[arg-type]
+
+        yield make

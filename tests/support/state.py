@@ -1,0 +1,26 @@
+"""Reading agent state back in tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from inftd.agents.ledger import ledger_balances
+from inftd.indexer.follower import Indexer
+from inftd.store.models import Agent
+
+MakeIndexer = Callable[..., Indexer]
+
+
+async def agents(engine: AsyncEngine) -> dict[int, tuple[str, int]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(Agent.token_id, Agent.owner, Agent.total_credits))
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+
+async def assert_ledger_matches_cache(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        for token_id, (_, total) in (await agents(engine)).items():
+            assert (await ledger_balances(conn, token_id)).total == total
