@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inftd.agents.views import agent_state
 from inftd.daemon.devnet import BUYER, FRIEND, MINTER
 from inftd.indexer.follower import ReorgTooDeep
 from inftd.indexer.status import indexer_report
-from inftd.store.models import ChainEvent, CreditEntry, Generation
+from inftd.store.models import ChainEvent, CreditEntry, Generation, Mint
 from tests.support.contracts import Contracts
 from tests.support.state import MakeIndexer, agents, assert_ledger_matches_cache
 
@@ -188,3 +188,30 @@ async def test_an_event_that_cannot_apply_is_recorded_and_the_rest_go_on(
             select(ChainEvent.problem).where(ChainEvent.problem.is_not(None))
         )
     assert problem == f"Transfer for package token {early}, which has no agent"
+
+
+async def test_generation_minted_confirms_the_matching_mint(
+    contracts: Contracts, make_indexer: MakeIndexer, engine: AsyncEngine
+) -> None:
+    token = contracts.buy(0)
+    indexer = make_indexer(window=4)
+    await indexer.sync_once()
+    key = bytes.fromhex("ab" * 32)
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(Generation).values(
+                id="g-1", token_id=token, kind="text", prompt="p", options={}, source="api"
+            )
+        )
+        await conn.execute(
+            insert(Mint).values(generation_id="g-1", request_key="0x" + key.hex(), status="sent")
+        )
+    nft = contracts.mint_generation(token, key, "ipfs://content")
+    await indexer.sync_once()
+    async with engine.connect() as conn:
+        mint = (await conn.execute(select(Mint))).one()
+    assert (mint.status, mint.nft_token_id, mint.block_number) == (
+        "confirmed",
+        nft,
+        contracts.head(),
+    )

@@ -8,7 +8,7 @@ from web3 import Web3
 from web3.types import TxReceipt
 
 from inftd.daemon.config import DEFAULT_PACKAGES
-from inftd.daemon.devnet import BUYER, FRIEND, rpc_call
+from inftd.daemon.devnet import BUYER, FRIEND, MINTER, rpc_call
 from inftd.indexer.abi import load_artifact
 from inftd.indexer.deployment import Deployment
 
@@ -21,6 +21,9 @@ class Contracts:
         self.w3 = Web3(Web3.HTTPProvider(url))
         self.package = self.w3.eth.contract(
             deployment.package_address, abi=load_artifact("INFTPackage").abi
+        )
+        self.generation = self.w3.eth.contract(
+            deployment.generation_address, abi=load_artifact("GenerationNFT").abi
         )
 
     def _send(self, fn: Any, sender: str, value: int = 0) -> TxReceipt:
@@ -45,6 +48,15 @@ class Contracts:
         owner = self.package.functions.ownerOf(token_id).call()
         self._send(self.package.functions.requestGeneration(token_id, kind, prompt), owner)
         return int(self.package.functions.lastRequestId().call())
+
+    def mint_generation(self, token_id: int, request_key: bytes, uri: str) -> int:
+        """Mint as the relayer would (Anvil's unlocked minter account); returns the NFT id."""
+        owner = self.package.functions.ownerOf(token_id).call()
+        mint = self.generation.functions.mintGeneration(
+            owner, token_id, request_key, uri, b"\x11" * 32
+        )
+        self._send(mint, MINTER.address)
+        return int(self.generation.functions.tokenIdOf(request_key).call())
 
     def raw_transaction(self, offset: int = 0) -> bytes:
         """The signed bytes of the only transaction in the block ``offset`` from the head."""
