@@ -34,6 +34,7 @@ from inftd.store.db import sqlite_url
 
 SECRET_FIELDS = frozenset(
     {
+        "auth_secret",
         "deployer_key",
         "minter_key",
         "operator_api_key",
@@ -64,8 +65,24 @@ class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8787, ge=0, le=65535)  # 0 takes a free port
     cors_origins: CsvList = []
+    # Sign-In with Ethereum: the domain messages must name (default: host:port of the API).
+    domain: str | None = None
+    nonce_ttl: float = Field(300, gt=0, le=86_400)  # seconds a sign-in nonce stays valid
+    token_ttl: float = Field(3600, gt=0, le=30 * 86_400)  # seconds a bearer token is valid
+    rate_per_ip: float = Field(20, gt=0)  # requests per second per client IP (burst: 2x)
+    rate_per_address: float = Field(10, gt=0)  # requests per second per signed-in address
+    ws_queue: int = Field(256, ge=1, le=100_000)  # events queued per WebSocket before cut-off
+    ws_heartbeat: float = Field(20, gt=0, le=600)  # seconds between WebSocket pings
 
     _split = field_validator("cors_origins", mode="before")(_split_csv)
+
+
+class PushSettings(_Section):
+    allow_private_targets: bool = False  # loopback/private webhook URLs (tests, closed networks)
+    max_attempts: int = Field(8, ge=1, le=100)  # deliveries before an event goes dead-letter
+    backoff_base: float = Field(1.0, gt=0, le=3600)  # seconds before the first retry
+    backoff_max: float = Field(600, gt=0, le=86_400)  # longest wait between retries
+    timeout: float = Field(10, gt=0, le=120)  # seconds per delivery attempt
 
 
 class ChainSettings(_Section):
@@ -141,10 +158,12 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     api: ApiSettings = ApiSettings()
     chain: ChainSettings = ChainSettings()
+    push: PushSettings = PushSettings()
     packages: list[PackageTypeSettings] = DEFAULT_PACKAGES
     credit_price_wei: int = Field(10**14, gt=0)  # top-up price of one credit
 
     # Secrets: environment only, never logged, never in an API response.
+    auth_secret: SecretStr | None = None  # signs bearer tokens; random per process if unset
     deployer_key: SecretStr | None = None
     minter_key: SecretStr | None = None
     operator_api_key: SecretStr | None = None
