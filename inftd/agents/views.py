@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -14,8 +14,11 @@ from inftd.store.models import Agent, Generation, LearningEntry
 RECENT_ITEMS = 20  # newest entries of the growing lists shown inline; the rest are paged
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC; SQLite hands back naive datetimes, which are UTC here."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
 async def agent_state(conn: AsyncConnection, token_id: int) -> dict[str, Any]:
@@ -37,7 +40,7 @@ async def agent_state(conn: AsyncConnection, token_id: int) -> dict[str, Any]:
         "learningData": await _learning(conn, token_id),
         "collectionInfluences": list(agent.collection_influences or []),
         "generatedContent": await _generated(conn, token_id),
-        "lastActivity": _iso(agent.last_activity),
+        "lastActivity": iso(agent.last_activity),
         "preferences": dict(agent.preferences or {}),
     }
 
@@ -55,7 +58,7 @@ async def _learning(conn: AsyncConnection, token_id: int) -> list[dict[str, Any]
             "rating": r.rating,
             "tags": r.tags,
             "note": r.note,
-            "createdAt": _iso(r.created_at),
+            "createdAt": iso(r.created_at),
         }
         for r in rows
     ]
@@ -76,7 +79,7 @@ async def _generated(conn: AsyncConnection, token_id: int) -> list[dict[str, Any
             "contentUri": r.content_uri,
             "contentHash": r.content_hash,
             "provider": r.provider,
-            "createdAt": _iso(r.created_at),
+            "createdAt": iso(r.created_at),
         }
         for r in rows
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from inftd.daemon.logs import REQUEST_ID
 from inftd.daemon.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -17,6 +19,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 RUNTIME = web.AppKey("runtime", Runtime)
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # client request ids kept as given
 
 
 class ApiError(Exception):
@@ -37,10 +40,24 @@ def error_response(status: int, code: str, message: str) -> web.Response:
     return json_response({"error": {"code": code, "message": message}}, status)
 
 
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON; 400 ``malformed_json`` if it is not."""
+    try:
+        return orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "malformed_json", f"body is not JSON: {exc}") from None
+
+
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
-    response = await handler(request)
+    """The client's X-Request-Id if it is a sane one, else a new one; in logs and the answer."""
+    given = request.headers.get("X-Request-Id", "")
+    request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    token = REQUEST_ID.set(request_id)
+    try:
+        response = await handler(request)
+    finally:
+        REQUEST_ID.reset(token)
     response.headers["X-Request-Id"] = request_id
     return response
 

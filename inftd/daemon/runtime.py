@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from inftd.daemon.auth import TokenSigner
 from inftd.daemon.config import Settings
 from inftd.daemon.errors import DaemonError
+from inftd.daemon.hub import Hub
 from inftd.indexer.deployment import Deployment
 from inftd.indexer.follower import Indexer, IndexerConfig
 from inftd.indexer.rpc import ChainRpc
@@ -32,6 +34,8 @@ class Runtime:
     rpc: ChainRpc
     indexer: Indexer
     webhooks: WebhookIngest
+    tokens: TokenSigner  # signs and checks sign-in bearer tokens
+    hub: Hub
     replay_guard: ReplayGuard = field(default_factory=ReplayGuard)
     webhook_counts: Counter[str] = field(default_factory=Counter)
     started_at: float = field(default_factory=time.monotonic)
@@ -82,6 +86,8 @@ async def open_runtime(settings: Settings, deployment: Deployment) -> AsyncItera
             rpc=rpc,
             indexer=indexer,
             webhooks=webhooks,
+            tokens=TokenSigner.from_settings(settings),
+            hub=Hub(engine),
         )
     finally:
         await rpc.close()

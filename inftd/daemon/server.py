@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 from aiohttp import web
 
-from inftd.daemon.api import agents, status, webhooks
+from inftd.daemon.api import agents, auth, status, webhooks, ws
 from inftd.daemon.config import Settings
+from inftd.daemon.cors import cors_middleware
 from inftd.daemon.http import RUNTIME, error_middleware, request_id_middleware
+from inftd.daemon.limits import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from inftd.daemon.metrics import METRICS, HttpMetrics, metrics_endpoint, metrics_middleware
 from inftd.daemon.runtime import Runtime, open_runtime
 from inftd.indexer.deployment import Deployment
@@ -24,15 +25,24 @@ MAX_BODY_BYTES = 1 << 20  # larger request bodies get 413
 
 def create_app(runtime: Runtime) -> web.Application:
     app = web.Application(
-        middlewares=[request_id_middleware, metrics_middleware, error_middleware],
+        middlewares=[
+            request_id_middleware,
+            metrics_middleware,
+            cors_middleware,  # outside the limits, so a 429 can be read by the page
+            rate_limit_middleware,
+            error_middleware,
+        ],
         client_max_size=MAX_BODY_BYTES,
     )
     app[RUNTIME] = runtime
     app[METRICS] = HttpMetrics()
+    app[RATE_LIMITER] = RateLimiter(runtime.settings.api)
     app.router.add_get("/metrics", metrics_endpoint)
     status.add_routes(app)
     agents.add_routes(app)
+    auth.add_routes(app)
     webhooks.add_routes(app)
+    ws.add_routes(app)
     return app
 
 
@@ -55,6 +65,7 @@ async def serve(
         runner = web.AppRunner(create_app(runtime), shutdown_timeout=SHUTDOWN_GRACE)
         await runner.setup()
         indexer = asyncio.create_task(_run_indexer(runtime, stop), name="indexer")
+        hub = asyncio.create_task(runtime.hub.run(stop), name="hub")
         try:
             site = web.TCPSite(runner, settings.api.host, settings.api.port)
             await site.start()
@@ -65,7 +76,7 @@ async def serve(
             await stop.wait()
             log.info("stopping")
         finally:
-            indexer.cancel()  # its writes are transactions: cancelling one loses nothing
-            with contextlib.suppress(asyncio.CancelledError):
-                await indexer
+            for task in (indexer, hub):
+                task.cancel()  # their writes are transactions: cancelling one loses nothing
+            await asyncio.gather(indexer, hub, return_exceptions=True)
             await runner.cleanup()

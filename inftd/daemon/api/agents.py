@@ -1,12 +1,14 @@
-"""Agents: ``GET /v1/agents/{tokenId}``."""
+"""Agents: ``GET /v1/agents/{tokenId}``, ``PUT /v1/agents/{tokenId}/preferences`` (owner)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from inftd.agents.errors import UnknownAgent
+from inftd.agents.errors import BadPreferences, UnknownAgent
+from inftd.agents.preferences import set_preferences
 from inftd.agents.views import agent_state
-from inftd.daemon.http import RUNTIME, ApiError, json_response
+from inftd.daemon.access import require_owner
+from inftd.daemon.http import RUNTIME, ApiError, json_response, read_json
 
 MAX_STORED_TOKEN_ID = 2**63 - 1  # token ids are sequential; larger ones cannot have an agent
 MAX_TOKEN_DIGITS = 78  # a uint256 has at most 78 decimal digits
@@ -30,5 +32,20 @@ async def get_agent(request: web.Request) -> web.Response:
             raise ApiError(404, "unknown_agent", str(exc)) from None
 
 
+async def put_preferences(request: web.Request) -> web.Response:
+    token_id = token_id_of(request)
+    await require_owner(request, token_id)
+    body = await read_json(request)
+    async with request.app[RUNTIME].engine.begin() as conn:
+        try:
+            preferences = await set_preferences(conn, token_id, body)
+        except BadPreferences as exc:
+            raise ApiError(400, "bad_preferences", str(exc)) from None
+        except UnknownAgent as exc:
+            raise ApiError(404, "unknown_agent", str(exc)) from None
+    return json_response({"packageTokenId": token_id, "preferences": preferences})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/agents/{token_id}", get_agent)
+    app.router.add_put("/v1/agents/{token_id}/preferences", put_preferences)

@@ -1,0 +1,68 @@
+"""Domain events: written in the same transaction as the change they describe (an outbox).
+
+Each event gets the next ``seq``; subscribers resume from a seq, so nothing is lost across
+a dropped connection or a restart. On PostgreSQL, writers of events take one transaction-
+scoped advisory lock, so seqs become visible in order (no reader ever skips a seq that
+commits later), and a NOTIFY wakes the readers of every process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from inftd.agents.views import iso
+from inftd.store.models import EventRecord
+
+EVENTS_LOCK = 0x1F7D_0001  # advisory lock key that orders event writers on PostgreSQL
+NOTIFY_CHANNEL = "inftd_events"
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    type: str
+    token_id: int | None
+    payload: dict[str, Any]
+    private: bool = False  # only the owner (and operators) may see it
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    seq: int
+    type: str
+    token_id: int | None
+    payload: dict[str, Any]
+    private: bool
+    created_at: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "type": "event",
+            "seq": self.seq,
+            "event": self.type,
+            "tokenId": self.token_id,
+            "data": self.payload,
+            "at": iso(self.created_at),
+        }
+
+
+async def record_events(conn: AsyncConnection, events: Sequence[NewEvent]) -> None:
+    """Append events inside the caller's transaction; they publish when it commits."""
+    if not events:
+        return
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENTS_LOCK})
+    await conn.execute(
+        insert(EventRecord),
+        [
+            {"type": e.type, "token_id": e.token_id, "payload": e.payload, "private": e.private}
+            for e in events
+        ],
+    )
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))

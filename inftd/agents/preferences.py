@@ -1,0 +1,60 @@
+"""An agent's preferences: a small flat JSON object the owner sets as a whole.
+
+Values are strings, numbers or booleans; at most ``MAX_KEYS`` keys of at most
+``MAX_KEY_CHARS`` characters, and at most ``MAX_BYTES`` as compact JSON.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from inftd.agents.errors import BadPreferences, UnknownAgent
+from inftd.agents.owners import MAX_STORED_TOKEN_ID
+from inftd.store.models import Agent
+
+MAX_BYTES = 16 * 1024  # size of the preferences as compact JSON
+MAX_KEYS = 50  # keys in the preferences object
+MAX_KEY_CHARS = 64  # characters in one key
+
+Preferences = dict[str, str | int | float | bool]
+
+
+def _check_value(key: str, value: Any) -> None:
+    if not isinstance(value, str | int | float):  # bool is an int
+        raise BadPreferences(f"preference {key!r} must be a string, number or boolean")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BadPreferences(f"preference {key!r} must be a finite number")
+
+
+def validate_preferences(value: Any) -> Preferences:
+    """The preferences if ``value`` is an acceptable object; raises ``BadPreferences``."""
+    if not isinstance(value, dict):
+        raise BadPreferences("preferences must be a JSON object")
+    if len(value) > MAX_KEYS:
+        raise BadPreferences(f"at most {MAX_KEYS} preferences, got {len(value)}")
+    for key, item in value.items():
+        if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_CHARS:
+            raise BadPreferences(f"keys must have 1 to {MAX_KEY_CHARS} characters: {key!r:.80}")
+        _check_value(key, item)
+    size = len(orjson.dumps(value))
+    if size > MAX_BYTES:
+        raise BadPreferences(f"preferences take {size} bytes as JSON; at most {MAX_BYTES}")
+    return dict(value)
+
+
+async def set_preferences(conn: AsyncConnection, token_id: int, value: Any) -> Preferences:
+    """Replace the agent's preferences with ``value`` once it is validated."""
+    preferences = validate_preferences(value)
+    if not 0 <= token_id <= MAX_STORED_TOKEN_ID:
+        raise UnknownAgent(token_id)
+    result = await conn.execute(
+        update(Agent).where(Agent.token_id == token_id).values(preferences=preferences)
+    )
+    if result.rowcount != 1:
+        raise UnknownAgent(token_id)
+    return preferences

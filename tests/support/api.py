@@ -1,0 +1,61 @@
+"""The API over a real runtime for tests, and signing in as one of Anvil's accounts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+from eth_account import Account
+from eth_account.messages import encode_defunct
+
+from inftd.daemon.config import Settings
+from inftd.daemon.devnet import DevAccount
+from inftd.daemon.http import RUNTIME
+from inftd.daemon.runtime import Runtime, open_runtime
+from inftd.daemon.server import create_app
+from inftd.indexer.deployment import Deployment
+from inftd.store import migrate
+
+
+@asynccontextmanager
+async def api_client(settings: Settings, deployment: Deployment) -> AsyncIterator[TestClient]:
+    """A migrated database, the runtime over it, and a client of the app."""
+    migrate.upgrade(settings.database)
+    async with (
+        open_runtime(settings, deployment) as runtime,
+        TestClient(TestServer(create_app(runtime))) as client,
+    ):
+        yield client
+
+
+def runtime_of(client: TestClient) -> Runtime:
+    return client.app[RUNTIME]
+
+
+def sign(message: str, key: str) -> str:
+    """personal_sign (EIP-191) of ``message``, as a wallet does it."""
+    signed = Account.sign_message(encode_defunct(text=message), private_key=key)
+    return "0x" + bytes(signed.signature).hex()
+
+
+async def nonce_for(client: TestClient, address: str) -> dict[str, Any]:
+    response = await client.get("/v1/auth/nonce", params={"address": address})
+    assert response.status == 200, await response.text()
+    body: dict[str, Any] = await response.json()
+    return body
+
+
+async def sign_in(client: TestClient, account: DevAccount) -> str:
+    """Nonce, signature, login: the bearer token of ``account``."""
+    message = (await nonce_for(client, account.address))["message"]
+    response = await client.post(
+        "/v1/auth/login", json={"message": message, "signature": sign(message, account.key)}
+    )
+    assert response.status == 200, await response.text()
+    return str((await response.json())["token"])
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
