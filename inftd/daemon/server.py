@@ -8,12 +8,13 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from inftd.daemon.api import agents, auth, status, webhooks, ws
+from inftd.daemon.api import agents, auth, push, status, webhooks, ws
 from inftd.daemon.config import Settings
 from inftd.daemon.cors import cors_middleware
 from inftd.daemon.http import RUNTIME, error_middleware, request_id_middleware
 from inftd.daemon.limits import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from inftd.daemon.metrics import METRICS, HttpMetrics, metrics_endpoint, metrics_middleware
+from inftd.daemon.push import PushDispatcher
 from inftd.daemon.runtime import Runtime, open_runtime
 from inftd.indexer.deployment import Deployment
 
@@ -42,6 +43,7 @@ def create_app(runtime: Runtime) -> web.Application:
     agents.add_routes(app)
     auth.add_routes(app)
     webhooks.add_routes(app)
+    push.add_routes(app)
     ws.add_routes(app)
     return app
 
@@ -66,6 +68,9 @@ async def serve(
         await runner.setup()
         indexer = asyncio.create_task(_run_indexer(runtime, stop), name="indexer")
         hub = asyncio.create_task(runtime.hub.run(stop), name="hub")
+        pusher = asyncio.create_task(
+            PushDispatcher(runtime.engine, settings.push).run(stop), name="push"
+        )
         try:
             site = web.TCPSite(runner, settings.api.host, settings.api.port)
             await site.start()
@@ -76,7 +81,7 @@ async def serve(
             await stop.wait()
             log.info("stopping")
         finally:
-            for task in (indexer, hub):
+            for task in (indexer, hub, pusher):
                 task.cancel()  # their writes are transactions: cancelling one loses nothing
-            await asyncio.gather(indexer, hub, return_exceptions=True)
+            await asyncio.gather(indexer, hub, pusher, return_exceptions=True)
             await runner.cleanup()

@@ -1,0 +1,239 @@
+"""Outbound push notifications: agents' events POSTed to their owners' webhook URLs.
+
+The dispatcher tails the events table from its own cursor (in ``sync_cursor``, name
+``push``), turns each event into one delivery per matching subscription, and sends due
+deliveries as signed POSTs::
+
+    X-Inftd-Timestamp: <unix seconds>
+    X-Inftd-Signature: sha256=HEX(HMAC_SHA256(subscription secret, "<timestamp>." + body))
+
+A 2xx answer delivers; anything else is retried with exponential backoff and jitter, and a
+delivery that fails ``push.max_attempts`` times becomes a dead letter, listed by the API.
+Only http(s) URLs to public addresses are accepted (checked at registration and again at
+each send, against DNS rebinding) unless ``push.allow_private_targets`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import ipaddress
+import logging
+import random
+import socket
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+from sqlalchemy import and_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from inftd.agents.events import Event
+from inftd.daemon.config import PushSettings
+from inftd.daemon.errors import DaemonError
+from inftd.store.models import EventRecord, PushDelivery, PushSubscription, SyncCursor, table_of
+from inftd.store.sql import insert_ignore
+
+log = logging.getLogger(__name__)
+
+CURSOR = "push"  # the dispatcher's row in sync_cursor (block_number holds the event seq)
+EVENT_BATCH = 500  # events turned into deliveries per pass
+SEND_BATCH = 50  # deliveries sent concurrently per pass
+PASS_INTERVAL = 0.5  # seconds between passes when idle
+MAX_URL = 2048  # characters of a webhook URL
+
+
+class PushTargetError(DaemonError):
+    """A webhook URL this daemon will not call."""
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return f"sha256={mac.hexdigest()}"
+
+
+def check_url(url: str) -> tuple[str, int]:
+    """(host, port) of an acceptable webhook URL, else PushTargetError."""
+    if len(url) > MAX_URL:
+        raise PushTargetError(f"URL longer than {MAX_URL} characters")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PushTargetError("only http(s) URLs with a host are accepted")
+    if parts.username or parts.password:
+        raise PushTargetError("credentials in the URL are not accepted; sign with the secret")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise PushTargetError("the URL's port is not a number") from None
+    return parts.hostname, port
+
+
+async def check_target(url: str, allow_private: bool) -> None:
+    """Refuse URLs that resolve to loopback, private, link-local or reserved addresses."""
+    host, port = check_url(url)
+    if allow_private:
+        return
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise PushTargetError(f"cannot resolve {host}: {exc.strerror}") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise PushTargetError(f"{host} resolves to a non-public address ({address})")
+
+
+def backoff(settings: PushSettings, attempts: int) -> float:
+    ceiling = min(settings.backoff_max, settings.backoff_base * 2.0**attempts)
+    return random.uniform(0.5, 1.0) * ceiling
+
+
+class PushDispatcher:
+    def __init__(self, engine: AsyncEngine, settings: PushSettings) -> None:
+        self.engine = engine
+        self.settings = settings
+
+    async def run(self, stop: asyncio.Event) -> None:
+        timeout = aiohttp.ClientTimeout(total=self.settings.timeout)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while not stop.is_set():
+                try:
+                    busy = await self.pass_once(session)
+                except Exception:
+                    log.exception("push dispatcher pass failed")
+                    busy = False
+                if not busy:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), PASS_INTERVAL)
+
+    async def pass_once(self, session: aiohttp.ClientSession) -> bool:
+        """Enqueue new events and send due deliveries; True if there was work."""
+        queued = await self.enqueue()
+        sent = await self.send_due(session)
+        return queued + sent > 0
+
+    async def enqueue(self) -> int:
+        async with self.engine.begin() as conn:
+            after = await push_cursor(conn)
+            events = (
+                await conn.execute(
+                    select(EventRecord.seq, EventRecord.token_id, EventRecord.type)
+                    .where(EventRecord.seq > after)
+                    .order_by(EventRecord.seq)
+                    .limit(EVENT_BATCH)
+                )
+            ).all()
+            if not events:
+                return 0
+            rows = await _deliveries_for(conn, events)
+            if rows:
+                await conn.execute(insert_ignore(conn, table_of(PushDelivery)), rows)
+            await _move_cursor(conn, events[-1].seq)
+        return len(events)
+
+    async def send_due(self, session: aiohttp.ClientSession) -> int:
+        now = datetime.now(UTC)
+        async with self.engine.connect() as conn:
+            due = (
+                await conn.execute(
+                    select(PushDelivery, PushSubscription.url, PushSubscription.secret)
+                    .join(PushSubscription, PushSubscription.id == PushDelivery.subscription_id)
+                    .where(PushDelivery.status == "pending", PushDelivery.next_attempt_at <= now)
+                    .order_by(PushDelivery.next_attempt_at)
+                    .limit(SEND_BATCH)
+                )
+            ).all()
+        await asyncio.gather(*(self._deliver(session, row) for row in due))
+        return len(due)
+
+    async def _deliver(self, session: aiohttp.ClientSession, row: Any) -> None:
+        event = await self._event(row.event_seq)
+        body = orjson.dumps(event.as_json())
+        stamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "inftd-push/1",
+            "X-Inftd-Timestamp": stamp,
+            "X-Inftd-Signature": signature(row.secret, stamp, body),
+            "X-Inftd-Event": event.type,
+            "X-Inftd-Delivery": str(row.id),
+        }
+        status, error = None, None
+        try:
+            await check_target(row.url, self.settings.allow_private_targets)
+            async with session.post(row.url, data=body, headers=headers) as response:
+                status = response.status
+                error = None if 200 <= status < 300 else f"HTTP {status}"
+        except PushTargetError as exc:
+            error = str(exc)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        await self._record(row, status, error)
+
+    async def _event(self, seq: int) -> Event:
+        async with self.engine.connect() as conn:
+            r = (await conn.execute(select(EventRecord).where(EventRecord.seq == seq))).one()
+        return Event(r.seq, r.type, r.token_id, r.payload, r.private, r.created_at)
+
+    async def _record(self, row: Any, status: int | None, error: str | None) -> None:
+        attempts = row.attempts + 1
+        now = datetime.now(UTC)
+        values: dict[str, Any] = {"attempts": attempts, "last_status": status, "last_error": error}
+        if error is None:
+            values |= {"status": "delivered", "delivered_at": now}
+        elif attempts >= self.settings.max_attempts:
+            values |= {"status": "dead"}
+            log.warning("push delivery %d is dead after %d attempts: %s", row.id, attempts, error)
+        else:
+            values |= {"next_attempt_at": now + timedelta(seconds=backoff(self.settings, attempts))}
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(table_of(PushDelivery))
+                .where(table_of(PushDelivery).c.id == row.id)
+                .values(**values)
+            )
+
+
+async def push_cursor(conn: AsyncConnection) -> int:
+    """The last event seq turned into deliveries; made on first use (from the newest event)."""
+    seq = await conn.scalar(select(SyncCursor.block_number).where(SyncCursor.name == CURSOR))
+    if seq is not None:
+        return int(seq)
+    # A new dispatcher starts from now: subscriptions see events from their creation on.
+    latest = int(await conn.scalar(select(EventRecord.seq).order_by(EventRecord.seq.desc())) or 0)
+    await conn.execute(
+        insert_ignore(conn, table_of(SyncCursor)),
+        {"name": CURSOR, "block_number": latest, "block_hash": ""},
+    )
+    return latest
+
+
+async def _move_cursor(conn: AsyncConnection, seq: int) -> None:
+    await conn.execute(
+        update(table_of(SyncCursor))
+        .where(table_of(SyncCursor).c.name == CURSOR)
+        .values(block_number=seq)
+    )
+
+
+async def _deliveries_for(conn: AsyncConnection, events: Sequence[Any]) -> list[dict[str, Any]]:
+    tokens = {e.token_id for e in events if e.token_id is not None}
+    subscriptions = (
+        await conn.execute(
+            select(
+                PushSubscription.id, PushSubscription.token_id, PushSubscription.event_types
+            ).where(and_(PushSubscription.token_id.in_(tokens), PushSubscription.active.is_(True)))
+        )
+    ).all()
+    return [
+        {"subscription_id": s.id, "event_seq": e.seq}
+        for e in events
+        for s in subscriptions
+        if s.token_id == e.token_id and (not s.event_types or e.type in s.event_types)
+    ]

@@ -1,0 +1,150 @@
+"""Push notifications: signed deliveries with retries against a local receiver, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from inftd.agents.events import NewEvent, record_events
+from inftd.daemon.config import Settings
+from inftd.daemon.devnet import BUYER, FRIEND, Anvil
+from inftd.daemon.push import PushDispatcher, signature
+from inftd.indexer.deployment import Deployment
+from tests.support.api import api_client, bearer, runtime_of, sign_in
+from tests.support.contracts import Contracts
+
+
+class Receiver:
+    """A local webhook receiver that answers 500 to the first ``failures`` calls."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls: list[tuple[dict[str, str], bytes]] = []
+        self.server = TestServer(web.Application())
+        self.server.app.router.add_post("/hook", self.handle)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.calls.append((dict(request.headers), await request.read()))
+        return web.Response(status=500 if len(self.calls) <= self.failures else 200)
+
+    async def __aenter__(self) -> Receiver:
+        await self.server.start_server()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.server.close()
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("/hook"))
+
+
+@pytest.fixture
+async def client(
+    chain: Anvil, deployment: Deployment, tmp_path: Path, database_url: str
+) -> AsyncIterator[TestClient]:
+    settings = Settings.load(
+        data_dir=tmp_path,
+        database_url=database_url,
+        chain={"rpc_urls": [chain.url]},
+        push={"allow_private_targets": True, "backoff_base": 0.01, "max_attempts": 4},
+    )
+    Contracts(chain.url, deployment).buy(0)
+    async with api_client(settings, deployment) as client:
+        await runtime_of(client).indexer.sync_once()
+        yield client
+
+
+async def subscribe(client: TestClient, url: str, token: str) -> dict[str, Any]:
+    response = await client.post("/v1/agents/1/webhooks", json={"url": url}, headers=bearer(token))
+    assert response.status == 201, await response.text()
+    body: dict[str, Any] = await response.json()
+    return body
+
+
+async def publish(client: TestClient, kind: str) -> None:
+    async with runtime_of(client).engine.begin() as conn:
+        await record_events(conn, [NewEvent(kind, 1, {"n": 1})])
+
+
+async def run_passes(dispatcher: PushDispatcher, until: Any, passes: int = 200) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(passes):
+            await dispatcher.pass_once(session)
+            if until():
+                return
+            await asyncio.sleep(0.02)
+    raise AssertionError("the dispatcher did not get there")
+
+
+async def test_a_failing_receiver_gets_the_event_after_retries(client: TestClient) -> None:
+    token = await sign_in(client, BUYER)
+    async with Receiver(failures=2) as receiver:
+        url = receiver.url
+        created = await subscribe(client, url, token)
+        await publish(client, "credits.changed")
+        runtime = runtime_of(client)
+        dispatcher = PushDispatcher(runtime.engine, runtime.settings.push)
+        await run_passes(dispatcher, lambda: len(receiver.calls) == 3)
+    headers, body = receiver.calls[-1]
+    expected = signature(created["secret"], headers["X-Inftd-Timestamp"], body)
+    assert headers["X-Inftd-Signature"] == expected
+    assert headers["X-Inftd-Event"] == "credits.changed"
+    assert all(call[1] == body for call in receiver.calls)  # the same event each time
+    listed = await (await client.get("/v1/agents/1/webhooks", headers=bearer(token))).json()
+    assert listed["webhooks"][0]["url"] == url
+    assert "secret" not in listed["webhooks"][0]
+
+
+async def test_a_receiver_that_keeps_failing_leaves_a_dead_letter(client: TestClient) -> None:
+    token = await sign_in(client, BUYER)
+    async with Receiver(failures=1000) as receiver:
+        await subscribe(client, receiver.url, token)
+        await publish(client, "mint.confirmed")
+        runtime = runtime_of(client)
+        dispatcher = PushDispatcher(runtime.engine, runtime.settings.push)
+        await run_passes(dispatcher, lambda: len(receiver.calls) == 4)
+        await asyncio.sleep(0.2)
+        async with aiohttp.ClientSession() as session:
+            await dispatcher.pass_once(session)
+        assert len(receiver.calls) == 4  # no fifth try
+    letters = await (
+        await client.get("/v1/agents/1/webhooks/dead-letters", headers=bearer(token))
+    ).json()
+    (letter,) = letters["deadLetters"]
+    assert (letter["event"], letter["attempts"], letter["lastStatus"]) == ("mint.confirmed", 4, 500)
+
+
+async def test_only_the_owner_registers_and_only_public_http_urls(
+    chain: Anvil, deployment: Deployment, tmp_path: Path, client: TestClient
+) -> None:
+    stranger = await sign_in(client, FRIEND)
+    response = await client.post(
+        "/v1/agents/1/webhooks", json={"url": "https://example.com/h"}, headers=bearer(stranger)
+    )
+    assert response.status == 403
+    owner = await sign_in(client, BUYER)
+    for url in ("ftp://example.com/x", "https://user:pw@example.com/", "not a url"):
+        response = await client.post(
+            "/v1/agents/1/webhooks", json={"url": url}, headers=bearer(owner)
+        )
+        assert response.status == 400, url
+        assert (await response.json())["error"]["code"] == "bad_url"
+
+    strict = Settings.load(data_dir=tmp_path / "strict", chain={"rpc_urls": [chain.url]})
+    async with api_client(strict, deployment) as guarded:
+        await runtime_of(guarded).indexer.sync_once()
+        token = await sign_in(guarded, BUYER)
+        for url in ("http://127.0.0.1:9/x", "http://10.1.2.3/x", "http://[::1]/x"):
+            response = await guarded.post(
+                "/v1/agents/1/webhooks", json={"url": url}, headers=bearer(token)
+            )
+            assert response.status == 400, url
+            assert "non-public" in (await response.json())["error"]["message"]
