@@ -38,6 +38,9 @@ contracts: $(NPM_STAMP)
 artifacts: $(NPM_STAMP)
 	scripts/build-contracts
 
+bench: $(PY_STAMP) $(NPM_STAMP)
+	$(BIN)/python -m bench.backfill
+
 clean:
 	rm -rf $(VENV) node_modules out cache .pytest_cache .ruff_cache
 

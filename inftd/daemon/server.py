@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from inftd.daemon import openapi
 from inftd.daemon.api import agents, auth, push, status, webhooks, ws
 from inftd.daemon.config import Settings
 from inftd.daemon.cors import cors_middleware
@@ -45,6 +46,7 @@ def create_app(runtime: Runtime) -> web.Application:
     webhooks.add_routes(app)
     push.add_routes(app)
     ws.add_routes(app)
+    openapi.add_routes(app, MAX_BODY_BYTES)
     return app
 
 

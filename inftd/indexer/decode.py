@@ -7,6 +7,7 @@ Only the events that change agent state are decoded; every other log of the two 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from eth_abi.abi import decode as abi_decode
@@ -27,6 +28,7 @@ PACKAGE_EVENTS = (
 )
 GENERATION_EVENTS = ("GenerationMinted",)
 JS_SAFE_INT = 2**53  # larger integers travel as decimal strings, so JSON clients keep them exact
+WORD_TYPES = frozenset({"uint256", "uint8", "address", "bytes32"})  # decoded by slicing
 TOKEN_ARG = {"GenerationMinted": "packageTokenId"}  # where each event names its package token
 
 
@@ -86,13 +88,19 @@ def _specs(contract: str, names: tuple[str, ...]) -> dict[str, EventSpec]:
     return specs
 
 
+@lru_cache(maxsize=65_536)
+def checksum(address: str | bytes) -> str:
+    """EIP-55 form; cached, since one keccak per address was most of the decoding time."""
+    return to_checksum_address(address)
+
+
 def _json_int(value: int) -> int | str:
     return value if value < JS_SAFE_INT else str(value)
 
 
 def _convert(abi_type: str, value: Any) -> Any:
     if abi_type == "address":
-        return to_checksum_address(value)
+        return checksum(value)
     if abi_type.startswith(("uint", "int")):
         return _json_int(int(value))
     if abi_type.startswith("bytes"):
@@ -103,7 +111,7 @@ def _convert(abi_type: str, value: Any) -> Any:
 def _topic_value(abi_type: str, topic: str) -> Any:
     raw = bytes.fromhex(topic[2:])
     if abi_type == "address":
-        return to_checksum_address(raw[-20:])
+        return checksum(raw[-20:])
     if abi_type.startswith(("uint", "int")):
         return _json_int(int.from_bytes(raw, "big", signed=abi_type.startswith("int")))
     return topic.lower()
@@ -133,7 +141,7 @@ class Decoder:
                 block_hash=str(log["blockHash"]).lower(),
                 tx_hash=str(log["transactionHash"]).lower(),
                 log_index=int(log["logIndex"], 16),
-                address=to_checksum_address(log["address"]),
+                address=checksum(str(log["address"]).lower()),
                 name=spec.name,
                 args=_decode_args(spec, topics, log["data"]),
             )
@@ -148,6 +156,27 @@ def _decode_args(spec: EventSpec, topics: list[str], data: str) -> dict[str, Any
         name: _topic_value(t, topic)
         for (name, t), topic in zip(spec.indexed, topics[1:], strict=True)
     }
-    values = abi_decode([t for _, t in spec.data], bytes.fromhex(data[2:]))
+    raw = bytes.fromhex(data[2:])
+    if all(t in WORD_TYPES for _, t in spec.data):  # fixed-size words: slice, no eth_abi
+        if len(raw) != 32 * len(spec.data):
+            raise ValueError(f"{spec.name} data is {len(raw)} bytes")
+        words = [raw[i : i + 32] for i in range(0, len(raw), 32)]
+        args.update({name: _word(t, w) for (name, t), w in zip(spec.data, words, strict=True)})
+        return args
+    values = abi_decode([t for _, t in spec.data], raw)
     args.update({name: _convert(t, v) for (name, t), v in zip(spec.data, values, strict=True)})
     return args
+
+
+def _word(abi_type: str, word: bytes) -> Any:
+    if abi_type == "uint256":
+        return _json_int(int.from_bytes(word, "big"))
+    if abi_type == "uint8":
+        if any(word[:31]):
+            raise ValueError("uint8 word out of range")
+        return word[31]
+    if abi_type == "address":
+        if any(word[:12]):
+            raise ValueError("address word has dirty high bytes")
+        return checksum(word[12:])
+    return "0x" + word.hex()  # bytes32

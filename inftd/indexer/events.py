@@ -8,8 +8,8 @@ from sqlalchemy import and_, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inftd.indexer.decode import ChainLog
+from inftd.store.db import insert_many
 from inftd.store.models import ChainEvent, table_of
-from inftd.store.sql import insert_ignore
 
 CHAIN_EVENTS = table_of(ChainEvent)
 
@@ -34,14 +34,10 @@ async def store_logs(
     conn: AsyncConnection, chain_id: int, logs: Sequence[ChainLog], source: str
 ) -> int:
     """Insert the logs not stored yet; returns how many were new."""
-    if not logs:
-        return 0
-    # RETURNING names the rows really inserted; rowcount is unreliable for batched inserts.
-    result = await conn.execute(
-        insert_ignore(conn, CHAIN_EVENTS).returning(CHAIN_EVENTS.c.id),
-        [_row(chain_id, log, source) for log in logs],
-    )
-    return len(result.all())
+    # One statement for the lot (a backfill range holds thousands of logs); the count is the
+    # rows really inserted, those already stored are skipped.
+    rows = [_row(chain_id, log, source) for log in logs]
+    return await insert_many(conn, CHAIN_EVENTS, rows, skip_conflicts=True)
 
 
 async def drop_unseen(

@@ -224,8 +224,9 @@ class Indexer:
         logs = self._decode(raw)
         block = await self._block(last)
         async with self.engine.begin() as conn:
-            self.stats.stored += await store_logs(conn, self.chain_id, logs, "poll")
+            # Before the insert, so it looks at the rows stored earlier only (all it may drop).
             await drop_unseen(conn, first, last, {log.key for log in logs})
+            self.stats.stored += await store_logs(conn, self.chain_id, logs, "poll")
             await _remember_block(conn, block)
             await _move_cursor(conn, block)
             await _forget_blocks_below(conn, block.number - self.config.window)
@@ -241,8 +242,8 @@ class Indexer:
         )
         logs = self._decode(raw)
         async with self.engine.begin() as conn:
-            self.stats.stored += await store_logs(conn, self.chain_id, logs, "poll")
             await drop_unseen(conn, block.number, block.number, {log.key for log in logs})
+            self.stats.stored += await store_logs(conn, self.chain_id, logs, "poll")
             await _remember_block(conn, block)
             await _move_cursor(conn, block)
             await _forget_blocks_below(conn, block.number - self.config.window)

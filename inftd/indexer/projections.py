@@ -19,11 +19,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import BigInteger, ColumnElement, any_, bindparam, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inftd.agents.ledger import grant_entry
+from inftd.store.db import insert_many
 from inftd.store.models import Agent, ChainEvent, CreditEntry, Generation, Mint, table_of, utcnow
 from inftd.store.sql import insert_ignore
 
@@ -57,7 +59,7 @@ class _Plan:
 
     chain_id: int
     known: set[int]
-    agents: list[dict[str, Any]] = field(default_factory=list)
+    agents: dict[int, dict[str, Any]] = field(default_factory=dict)  # created here, by token
     ledger: list[dict[str, Any]] = field(default_factory=list)
     credits: Counter[int] = field(default_factory=Counter)
     owners: dict[int, tuple[str, int]] = field(default_factory=dict)
@@ -89,23 +91,27 @@ class _Plan:
         if token in self.known:
             return f"package token {token} already has an agent"
         self.known.add(token)
-        self.agents.append(
-            {
-                "token_id": token,
-                "package_type": int(args["packageType"]),
-                "owner": args["buyer"],
-                "purchase_price_wei": int(args["price"]),
-                "created_block": event.block_number,
-                "owner_since_block": event.block_number,
-                "created_event_id": event.id,
-            }
-        )
+        self.agents[token] = {
+            "token_id": token,
+            "package_type": int(args["packageType"]),
+            "owner": args["buyer"],
+            "total_credits": 0,
+            "purchase_price_wei": int(args["price"]),
+            "created_block": event.block_number,
+            "owner_since_block": event.block_number,
+            "created_event_id": event.id,
+        }
         self._grant(event, "grant", int(args["credits"]))
         return None
 
     def _grant(self, event: Row[Any], kind: str, amount: int) -> None:
-        self.ledger.append(grant_entry(event.token_id, amount, kind, self._key(event), event.id))
-        self.credits[event.token_id] += amount
+        token = event.token_id
+        self.ledger.append(grant_entry(token, amount, kind, self._key(event), event.id))
+        created = self.agents.get(token)
+        if created is not None:
+            created["total_credits"] += amount  # an agent of this batch is inserted with them
+        else:
+            self.credits[token] += amount
 
     def _on_Transfer(self, event: Row[Any]) -> str | None:
         if event.args["from"] == ZERO_ADDRESS:
@@ -164,10 +170,8 @@ class _Plan:
         return None
 
     async def write(self, conn: AsyncConnection, event_ids: list[int]) -> None:
-        if self.agents:
-            await conn.execute(AGENTS.insert(), self.agents)
-        if self.ledger:
-            await conn.execute(insert_ignore(conn, table_of(CreditEntry)), self.ledger)
+        await insert_many(conn, AGENTS, list(self.agents.values()))
+        await insert_many(conn, table_of(CreditEntry), self.ledger, skip_conflicts=True)
         await _update_many(conn, _add_credits(), [
             {"b_token": t, "b_amount": n} for t, n in self.credits.items()
         ])  # fmt: skip
@@ -228,8 +232,16 @@ def _confirm_mint() -> Any:
     )
 
 
+def _in(conn: AsyncConnection, column: ColumnElement[int], ids: list[int]) -> ColumnElement[bool]:
+    """``column IN ids``; on PostgreSQL ``= ANY(array)``: one parameter, where thousands of IN
+    parameters cost the driver more than the statement costs the server."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, ids, type_=postgresql.ARRAY(BigInteger)))
+    return column.in_(ids)
+
+
 async def _mark_applied(conn: AsyncConnection, ids: list[int], problems: dict[int, str]) -> None:
-    await conn.execute(update(EVENTS).where(EVENTS.c.id.in_(ids)).values(applied=True))
+    await conn.execute(update(EVENTS).where(_in(conn, EVENTS.c.id, ids)).values(applied=True))
     await _update_many(
         conn,
         update(EVENTS).where(EVENTS.c.id == bindparam("b_id")).values(problem=bindparam("b_p")),
@@ -237,7 +249,9 @@ async def _mark_applied(conn: AsyncConnection, ids: list[int], problems: dict[in
     )
 
 
-async def _pending_batch(conn: AsyncConnection, up_to_block: int) -> list[Row[Any]]:
+async def _pending_batch(
+    conn: AsyncConnection, from_block: int, up_to_block: int
+) -> list[Row[Any]]:
     rows = await conn.execute(
         select(
             ChainEvent.id,
@@ -249,7 +263,11 @@ async def _pending_batch(conn: AsyncConnection, up_to_block: int) -> list[Row[An
             ChainEvent.tx_hash,
             ChainEvent.log_index,
         )
-        .where(ChainEvent.applied.is_(False), ChainEvent.block_number <= up_to_block)
+        .where(
+            ChainEvent.applied.is_(False),
+            ChainEvent.block_number >= from_block,
+            ChainEvent.block_number <= up_to_block,
+        )
         .order_by(ChainEvent.block_number, ChainEvent.log_index)
         .limit(APPLY_BATCH)
     )
@@ -259,9 +277,15 @@ async def _pending_batch(conn: AsyncConnection, up_to_block: int) -> list[Row[An
 async def apply_confirmed(conn: AsyncConnection, chain_id: int, up_to_block: int) -> ApplyResult:
     """Apply every stored, unapplied event up to ``up_to_block``, in chain order."""
     result = ApplyResult()
-    while events := await _pending_batch(conn, up_to_block):
-        tokens = {e.token_id for e in events if e.token_id is not None}
-        known = set(await conn.scalars(select(Agent.token_id).where(Agent.token_id.in_(tokens))))
+    from_block = 0  # every unapplied event is at or after the last block a batch reached
+    while events := await _pending_batch(conn, from_block, up_to_block):
+        from_block = events[-1].block_number
+        tokens = list({e.token_id for e in events if e.token_id is not None})
+        known = set(
+            await conn.scalars(
+                select(AGENTS.c.token_id).where(_in(conn, AGENTS.c.token_id, tokens))
+            )
+        )
         plan = _Plan(chain_id=chain_id, known=known)
         for event in events:
             plan.add(event)

@@ -16,7 +16,8 @@ MAX_TOKEN_DIGITS = 78  # a uint256 has at most 78 decimal digits
 
 def token_id_of(request: web.Request) -> int:
     raw = request.match_info["token_id"]
-    if not raw.isdigit() or len(raw) > MAX_TOKEN_DIGITS:
+    # ASCII only: str.isdigit() also takes "²" (which int() refuses) and other scripts' digits.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > MAX_TOKEN_DIGITS:
         raise ApiError(400, "bad_token_id", f"token id must be a uint256 in decimal, got {raw!r}")
     return int(raw)
 

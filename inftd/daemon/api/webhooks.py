@@ -7,7 +7,7 @@ import time
 from aiohttp import web
 
 from inftd.daemon.http import RUNTIME, ApiError, json_response
-from inftd.indexer.webhook import WebhookError, parse_logs
+from inftd.indexer.webhook import TIMESTAMP_HEADER, WebhookError, parse_logs
 
 
 async def chain_webhook(request: web.Request) -> web.Response:
@@ -17,6 +17,9 @@ async def chain_webhook(request: web.Request) -> web.Response:
         raise ApiError(503, "webhook_disabled", "set INFTD_WEBHOOK_SECRET to accept chain webhooks")
     body = await request.read()
     try:
+        # ReplayGuard's isdigit() takes "²", which int() then refuses: a 500 without this.
+        if not request.headers.get(TIMESTAMP_HEADER, "").isascii():
+            raise WebhookError(401, "stale", "the timestamp must be Unix seconds in ASCII")
         runtime.replay_guard.check(
             secret.get_secret_value().encode(), dict(request.headers), body, time.time()
         )

@@ -20,9 +20,10 @@ from typing import Any
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inftd.agents.errors import UnknownAgent
-from inftd.agents.owners import current_owner
+from inftd.agents.owners import MAX_STORED_TOKEN_ID, current_owner
 from inftd.agents.views import agent_state
 from inftd.daemon.access import principal_for, principal_of
 from inftd.daemon.api.agents import token_id_of
@@ -39,11 +40,18 @@ CLOSE_GRACE = 2.0  # seconds a cut-off client gets to take the close frame
 Command = Callable[["SocketSession", dict[str, Any]], Awaitable[None]]
 
 
+async def stored_agent(conn: AsyncConnection, token_id: int) -> dict[str, Any]:
+    """The agent's state; ``UnknownAgent`` also for ids too large for the BIGINT column."""
+    if token_id > MAX_STORED_TOKEN_ID:
+        raise UnknownAgent(token_id)
+    return await agent_state(conn, token_id)
+
+
 def since_of(request: web.Request) -> int | None:
     raw = request.query.get("since")
     if raw is None:
         return None
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # isdigit() alone takes "²"
         raise ApiError(400, "bad_since", f"since must be a sequence number, got {raw!r}")
     return int(raw)
 
@@ -75,7 +83,7 @@ class SocketSession:
         if await may_see_private(self, token_id):
             self.sub.private_tokens.add(token_id)
         async with self.runtime.engine.connect() as conn:
-            agent = await agent_state(conn, token_id)
+            agent = await stored_agent(conn, token_id)
         await self.send(
             {
                 "type": "snapshot",
@@ -208,7 +216,7 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
     principal = socket_principal(request)
     async with runtime.engine.connect() as conn:
         try:
-            await agent_state(conn, token_id)
+            await stored_agent(conn, token_id)
         except UnknownAgent as exc:
             raise ApiError(404, "unknown_agent", str(exc)) from None
     ws = await _open(request)
