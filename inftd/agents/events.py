@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inftd.agents.views import iso
-from inftd.store.models import EventRecord
+from inftd.store.db import insert_many
+from inftd.store.models import EventRecord, table_of
 
 EVENTS_LOCK = 0x1F7D_0001  # advisory lock key that orders event writers on PostgreSQL
 NOTIFY_CHANNEL = "inftd_events"
@@ -57,8 +58,9 @@ async def record_events(conn: AsyncConnection, events: Sequence[NewEvent]) -> No
         return
     if conn.dialect.name == "postgresql":
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENTS_LOCK})
-    await conn.execute(
-        insert(EventRecord),
+    await insert_many(
+        conn,
+        table_of(EventRecord),
         [
             {"type": e.type, "token_id": e.token_id, "payload": e.payload, "private": e.private}
             for e in events

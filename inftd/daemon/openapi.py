@@ -443,7 +443,7 @@ def _parameters() -> dict[str, Any]:
             "name": "webhook_id",
             "in": "path",
             "required": True,
-            "description": "The webhook's id, as created",
+            "description": "The webhook's id (a UUID), as created",
             "schema": {"type": "string", "format": "uuid", "minLength": 1},
         },
         "Since": {
@@ -593,7 +593,8 @@ def _schemas_common() -> dict[str, Schema]:
 
 
 def _schemas_agents() -> dict[str, Schema]:
-    value = {"type": ["string", "number", "boolean"]}
+    no_nul = "^[^\\u0000]*$"  # PostgreSQL cannot store NUL; refused on every database
+    value = {"type": ["string", "number", "boolean"], "pattern": no_nul}
     return {
         "Agent": _object(
             {
@@ -638,7 +639,11 @@ def _schemas_agents() -> dict[str, Schema]:
             "type": "object",
             "description": f"At most {preferences.MAX_BYTES} bytes as compact JSON",
             "maxProperties": preferences.MAX_KEYS,
-            "propertyNames": {"minLength": 1, "maxLength": preferences.MAX_KEY_CHARS},
+            "propertyNames": {
+                "minLength": 1,
+                "maxLength": preferences.MAX_KEY_CHARS,
+                "pattern": no_nul,
+            },
             "additionalProperties": value,
         },
         "PreferencesUpdated": _object(
@@ -735,14 +740,19 @@ def _schemas_owner_webhooks() -> dict[str, Schema]:
                     "type": "string",
                     "format": "uri",
                     "maxLength": MAX_URL,
-                    "description": "http(s), no credentials; a public address unless the "
-                    "server allows private targets",
+                    "description": "http(s), printable, no credentials; a public address "
+                    "unless the server allows private targets",
                     "examples": ["https://example.com/hook", "http://127.0.0.1:9/hook"],
                 },
                 "events": {
                     "type": "array",
                     "maxItems": MAX_EVENT_TYPES,
-                    "items": {"type": "string", "minLength": 1, "maxLength": 64},
+                    "items": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 64,
+                        "description": "Printable characters",
+                    },
                     "description": "Event types to send; none or empty: every event",
                 },
             },

@@ -78,6 +78,8 @@ async def open_runtime(settings: Settings, deployment: Deployment) -> AsyncItera
         await check_chain(rpc, deployment)
         await bind_chain(engine, deployment.identity())
         indexer = Indexer(rpc, engine, deployment, indexer_config(settings))
+        hub = Hub(engine)
+        indexer.on_commit = hub.poke
         webhooks = WebhookIngest(rpc, engine, indexer.decoder, deployment.chain_id)
         yield Runtime(
             settings=settings,
@@ -87,7 +89,7 @@ async def open_runtime(settings: Settings, deployment: Deployment) -> AsyncItera
             indexer=indexer,
             webhooks=webhooks,
             tokens=TokenSigner.from_settings(settings),
-            hub=Hub(engine),
+            hub=hub,
         )
     finally:
         await rpc.close()

@@ -102,6 +102,7 @@ class Indexer:
         self.sizer = AdaptiveRange(initial=config.initial_range)
         self.stats = IndexerStats()
         self.wake = asyncio.Event()  # set by new heads and webhooks: sync now
+        self.on_commit: Callable[[], None] = lambda: None  # e.g. wake the event hub
 
     @property
     def chain_id(self) -> int:
@@ -231,6 +232,7 @@ class Indexer:
             await _move_cursor(conn, block)
             await _forget_blocks_below(conn, block.number - self.config.window)
             await self._apply_in(conn, min(last, head - self.config.confirmations))
+        self.on_commit()
         return Cursor(block.number, block.hash)
 
     async def _follow_block(self, cursor: Cursor, head: int) -> Cursor:
@@ -248,6 +250,7 @@ class Indexer:
             await _move_cursor(conn, block)
             await _forget_blocks_below(conn, block.number - self.config.window)
             await self._apply_in(conn, min(block.number, head - self.config.confirmations))
+        self.on_commit()
         return Cursor(block.number, block.hash)
 
     def _decode(self, raw: list[dict[str, Any]]) -> list[ChainLog]:
@@ -258,6 +261,7 @@ class Indexer:
     async def _apply(self, up_to: int) -> None:
         async with self.engine.begin() as conn:
             await self._apply_in(conn, up_to)
+        self.on_commit()
 
     async def _apply_in(self, conn: AsyncConnection, up_to: int) -> None:
         result = await apply_confirmed(conn, self.chain_id, up_to)
@@ -294,6 +298,7 @@ class Indexer:
                 )
             )
         self.stats.reorgs += 1
+        self.on_commit()
         log.warning(
             "reorg: rolled back to block %d (%d events removed, %d agents recomputed)",
             ancestor.number,

@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from inftd.agents.events import NewEvent, record_events
 from inftd.agents.ledger import grant_entry
 from inftd.store.db import insert_many
 from inftd.store.models import Agent, ChainEvent, CreditEntry, Generation, Mint, table_of, utcnow
@@ -32,6 +33,14 @@ from inftd.store.sql import insert_ignore
 APPLY_BATCH = 5000  # events planned and written together
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 GENERATION_KINDS = {0: "text", 1: "image"}
+DOMAIN_EVENTS = {  # chain event → what subscribers of the agent are told
+    "PackagePurchased": "agent.created",
+    "Transfer": "owner.changed",
+    "CreditsAdded": "credits.changed",
+    "AgentMetadataUpdated": "metadata.updated",
+    "GenerationRequested": "generation.queued",
+    "GenerationMinted": "mint.confirmed",
+}
 GENERATION_NAMESPACE = uuid.UUID("5b0f7a52-6c1e-4c54-9a8e-7f1d3c2b9e10")  # chain request ids
 
 AGENTS = table_of(Agent)
@@ -67,6 +76,7 @@ class _Plan:
     generations: list[dict[str, Any]] = field(default_factory=list)
     mints: list[dict[str, Any]] = field(default_factory=list)
     problems: dict[int, str] = field(default_factory=dict)
+    events: list[NewEvent] = field(default_factory=list)  # told to subscribers on commit
     result: ApplyResult = field(default_factory=ApplyResult)
 
     def add(self, event: Row[Any]) -> None:
@@ -77,6 +87,18 @@ class _Plan:
             self.result.problems += 1
         else:
             self.result.applied[event.name] += 1
+            self._tell(event)
+
+    def _tell(self, event: Row[Any]) -> None:
+        kind = DOMAIN_EVENTS.get(event.name)
+        if kind is None or (event.name == "Transfer" and event.args["from"] == ZERO_ADDRESS):
+            return
+        data = {
+            "block": event.block_number,
+            "txHash": event.tx_hash,
+            **{k: v for k, v in event.args.items() if k not in ("tokenId", "packageTokenId")},
+        }
+        self.events.append(NewEvent(kind, event.token_id, data))
 
     def _key(self, event: Row[Any]) -> str:
         return f"chain:{self.chain_id}:{event.block_hash}:{event.tx_hash}:{event.log_index}"
@@ -185,6 +207,7 @@ class _Plan:
             await conn.execute(insert_ignore(conn, table_of(Generation)), self.generations)
         await _update_many(conn, _confirm_mint(), self.mints)
         await _mark_applied(conn, event_ids, self.problems)
+        await record_events(conn, self.events)
 
 
 async def _update_many(conn: AsyncConnection, statement: Any, params: list[dict[str, Any]]) -> None:

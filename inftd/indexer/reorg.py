@@ -15,6 +15,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from inftd.agents.events import NewEvent, record_events
 from inftd.agents.ledger import refresh_balances
 from inftd.store.models import Agent, BlockWindow, ChainEvent, Mint, table_of
 
@@ -30,7 +31,7 @@ class Rollback:
 
 async def rollback_to(conn: AsyncConnection, ancestor: int) -> Rollback:
     """Remove every event above ``ancestor`` and all their effects."""
-    affected = set(
+    affected: set[int] = set(
         await conn.scalars(
             select(ChainEvent.token_id)
             .where(ChainEvent.block_number > ancestor, ChainEvent.applied.is_(True))
@@ -52,6 +53,17 @@ async def rollback_to(conn: AsyncConnection, ancestor: int) -> Rollback:
         .values(status="sent", block_number=None, nft_token_id=None)
     )
     await conn.execute(delete(table_of(BlockWindow)).where(BlockWindow.number > ancestor))
+    await record_events(
+        conn,
+        [
+            NewEvent(
+                "agent.rolled_back" if t in survivors else "agent.removed",
+                t,
+                {"ancestor": ancestor},
+            )
+            for t in sorted(affected)
+        ],
+    )
     return Rollback(ancestor, max(removed.rowcount, 0), len(survivors))
 
 

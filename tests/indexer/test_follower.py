@@ -10,7 +10,7 @@ from inftd.agents.views import agent_state
 from inftd.daemon.devnet import BUYER, FRIEND, MINTER
 from inftd.indexer.follower import ReorgTooDeep
 from inftd.indexer.status import indexer_report
-from inftd.store.models import ChainEvent, CreditEntry, Generation, Mint
+from inftd.store.models import ChainEvent, CreditEntry, EventRecord, Generation, Mint
 from tests.support.contracts import Contracts
 from tests.support.state import MakeIndexer, agents, assert_ledger_matches_cache
 
@@ -100,6 +100,10 @@ async def test_a_reorg_removes_a_purchase_and_reinclusion_applies_it_once(
     assert await agents(engine) == {kept: (BUYER.address, 100)}
     assert indexer.stats.reorgs == 1
     await assert_ledger_matches_cache(engine)
+    async with engine.connect() as conn:
+        told = (await conn.execute(select(EventRecord.type, EventRecord.token_id))).all()
+    assert ("agent.removed", dropped) in told  # subscribers hear of the rollback
+    assert ("agent.rolled_back", kept) in told
 
     for raw in signed:  # both transactions, re-included in new blocks
         contracts.w3.eth.send_raw_transaction(raw)

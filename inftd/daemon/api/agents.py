@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from inftd.agents.errors import BadPreferences, UnknownAgent
@@ -22,6 +24,13 @@ def token_id_of(request: web.Request) -> int:
     return int(raw)
 
 
+def has_nul(body: Any) -> bool:
+    """Whether a key or string value of a flat JSON object holds a NUL character."""
+    if not isinstance(body, dict):
+        return False
+    return any("\x00" in k or (isinstance(v, str) and "\x00" in v) for k, v in body.items())
+
+
 async def get_agent(request: web.Request) -> web.Response:
     token_id = token_id_of(request)
     if token_id > MAX_STORED_TOKEN_ID:
@@ -37,6 +46,8 @@ async def put_preferences(request: web.Request) -> web.Response:
     token_id = token_id_of(request)
     await require_owner(request, token_id)
     body = await read_json(request)
+    if has_nul(body):  # PostgreSQL's jsonb cannot hold it: refused on every database alike
+        raise ApiError(400, "bad_preferences", "preferences may not contain NUL (\\u0000)")
     async with request.app[RUNTIME].engine.begin() as conn:
         try:
             preferences = await set_preferences(conn, token_id, body)

@@ -35,9 +35,17 @@ def _event_types(body: dict[str, Any]) -> list[str]:
     types = body.get("events", [])
     if not isinstance(types, list) or len(types) > MAX_EVENT_TYPES:
         raise ApiError(400, "bad_events", f"events must be a list of at most {MAX_EVENT_TYPES}")
-    if not all(isinstance(t, str) and 0 < len(t) <= 64 for t in types):
-        raise ApiError(400, "bad_events", "each event type is a string of 1 to 64 characters")
+    if not all(isinstance(t, str) and 0 < len(t) <= 64 and t.isprintable() for t in types):
+        raise ApiError(400, "bad_events", "each event type is 1 to 64 printable characters")
     return sorted(set(types))
+
+
+def _is_uuid(raw: str) -> bool:
+    """Whether ``raw`` is a UUID as this module writes them (``str(uuid4())``)."""
+    try:
+        return str(uuid.UUID(raw)) == raw
+    except ValueError:
+        return False
 
 
 async def create_subscription(request: web.Request) -> web.Response:
@@ -47,6 +55,8 @@ async def create_subscription(request: web.Request) -> web.Response:
     if not isinstance(body, dict) or not isinstance(body.get("url"), str):
         raise ApiError(400, "bad_request", 'send {"url": "https://...", "events": [...]}')
     runtime = request.app[RUNTIME]
+    if not body["url"].isprintable():  # control characters (NUL breaks PostgreSQL's text)
+        raise ApiError(400, "bad_url", "the URL has control characters")
     try:
         await check_target(body["url"], runtime.settings.push.allow_private_targets)
     except PushTargetError as exc:
@@ -87,10 +97,13 @@ async def list_subscriptions(request: web.Request) -> web.Response:
 async def delete_subscription(request: web.Request) -> web.Response:
     token_id = token_id_of(request)
     await require_owner(request, token_id)
+    webhook_id = request.match_info["webhook_id"]
+    if not _is_uuid(webhook_id):  # no webhook has it (and NUL breaks PostgreSQL's text)
+        raise ApiError(404, "unknown_webhook", "no such webhook for this agent")
     async with request.app[RUNTIME].engine.begin() as conn:
         result = await conn.execute(
             delete(PushSubscription).where(
-                PushSubscription.id == request.match_info["webhook_id"],
+                PushSubscription.id == webhook_id,
                 PushSubscription.token_id == token_id,
             )
         )

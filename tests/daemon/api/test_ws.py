@@ -228,3 +228,27 @@ async def test_private_events_reach_only_the_owner(client: TestClient) -> None:
         assert (await receive(other))["event"] == "credits.changed"  # not its agent's owner
     bad = await client.get("/v1/agents/1/ws?access_token=forged")
     assert bad.status == 401
+
+
+async def test_indexed_chain_events_reach_subscribers(
+    client: TestClient, chain: Anvil, deployment: Deployment
+) -> None:
+    contracts = Contracts(chain.url, deployment)
+    headers = {"Authorization": f"Bearer {OPERATOR_KEY}"}
+    async with (
+        client.ws_connect("/v1/ws", headers=headers) as firehose,
+        client.ws_connect("/v1/agents/1/ws") as agent,
+    ):
+        await receive(agent)
+        await asyncio.sleep(0.1)
+        contracts.top_up(1, 5)
+        token = contracts.buy(2)
+        await runtime_of(client).indexer.sync_once()  # pokes the hub when it commits
+        topped = await receive(agent)
+        assert (topped["event"], topped["data"]["credits"]) == ("credits.changed", 5)
+        seen = [(await receive(firehose)) for _ in range(2)]
+        assert [(e["event"], e["tokenId"]) for e in seen] == [
+            ("credits.changed", 1),
+            ("agent.created", token),
+        ]
+        assert seen[1]["data"]["credits"] == 3000
