@@ -278,7 +278,9 @@ def _paths_chain_webhook() -> dict[str, Any]:
                 {
                     "200": _answer("Every log accepted, duplicate or ignored", _ref("ChainIngest")),
                     "400": _error(
-                        "Body not JSON or not {logs: [...]}", "malformed_json", "malformed"
+                        "Body not JSON, not {logs: [...]}, or a log the chain cannot look up",
+                        "malformed_json",
+                        "malformed",
                     ),
                     "401": _error(
                         f"Unsigned, bad signature, or timestamp outside {REPLAY_WINDOW} s",
@@ -296,7 +298,11 @@ def _paths_chain_webhook() -> dict[str, Any]:
                         "A log failed verification: nothing of the request is stored",
                         _ref("ChainIngestRejected"),
                     ),
-                    "503": _error("No webhook secret is set", "webhook_disabled"),
+                    "503": _error(
+                        "No webhook secret is set, or the chain does not answer",
+                        "webhook_disabled",
+                        "chain_unavailable",
+                    ),
                 },
                 security=[{"webhookSignature": [], "webhookTimestamp": []}],
                 requestBody=_json_body(_ref("ChainLogs"), "Logs exactly as eth_getLogs gives them"),
@@ -695,6 +701,7 @@ def _schemas_chain_webhook() -> dict[str, Schema]:
         },
         "reason",
     )
+    rejected = {"properties": {"code": {"const": "rejected_logs"}}}
     tally: dict[str, Schema] = {
         "results": {"type": "array", "items": outcome},
         **{name: COUNT for name in ("accepted", "duplicate", "ignored", "rejected")},
@@ -718,7 +725,7 @@ def _schemas_chain_webhook() -> dict[str, Schema]:
         },
         "ChainIngest": _object(tally),
         "ChainIngestRejected": _object(
-            {"error": _ref("ErrorDetail"), **tally},
+            {"error": {"allOf": [_ref("ErrorDetail"), rejected]}, **tally},
         ),
     }
 

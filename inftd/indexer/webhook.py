@@ -66,7 +66,7 @@ class ReplayGuard:
         given = headers.get(SIGNATURE_HEADER, "")
         if not stamp or not given:
             raise WebhookError(401, "unsigned", f"{SIGNATURE_HEADER} and {TIMESTAMP_HEADER} needed")
-        if not stamp.isdigit() or abs(now - int(stamp)) > self.window:
+        if not (stamp.isascii() and stamp.isdigit()) or abs(now - int(stamp)) > self.window:
             raise WebhookError(401, "stale", f"timestamp outside the {self.window} s window")
         if not hmac.compare_digest(signature(secret, stamp, body), given):
             raise WebhookError(401, "bad_signature", "signature does not match the body")

@@ -44,6 +44,7 @@ GENERATED_KEYWORDS = frozenset(
     }
 )
 MAX_GENERATED_ITEMS = 4  # list and extra-key sizes in generated bodies
+MAX_GENERATED_CHARS = 40  # string sizes, unless a pattern asks for more
 
 # Any JSON value orjson can write (its integers stop at 64 bits).
 ANY_JSON: st.SearchStrategy[Any] = st.recursive(
@@ -137,7 +138,7 @@ class SchemaStrategies:
         if "enum" in schema or "const" in schema:
             return st.sampled_from(schema.get("enum", [schema.get("const")]))
         if "anyOf" in schema or "oneOf" in schema:
-            return st.one_of(*(self.of(s) for s in schema.get("anyOf", schema.get("oneOf"))))
+            return st.one_of(*(self.of(s) for s in schema.get("anyOf") or schema["oneOf"]))
         types = schema.get("type", JSON_TYPES)
         found = st.one_of(*(self._by_type[t](schema) for t in _as_list(types)))
         if "examples" in schema:
@@ -154,12 +155,12 @@ class SchemaStrategies:
         return self._integer(schema) | floats
 
     def _string(self, schema: Schema) -> st.SearchStrategy[str]:
-        low, high = schema.get("minLength", 0), schema.get("maxLength", 40)
+        low, high = schema.get("minLength", 0), schema.get("maxLength", MAX_GENERATED_CHARS)
         if "pattern" in schema:
-            return st.from_regex(schema["pattern"], fullmatch=True).filter(
-                lambda s: low <= len(s) <= high
-            )
-        return st.text(min_size=low, max_size=min(high, 40))
+            pattern: str = schema["pattern"]
+            matching = st.from_regex(pattern, fullmatch=True)
+            return matching.filter(lambda s: low <= len(s) <= schema.get("maxLength", len(s)))
+        return st.text(min_size=low, max_size=max(low, min(high, MAX_GENERATED_CHARS)))
 
     def _array(self, schema: Schema) -> st.SearchStrategy[list[Any]]:
         low = schema.get("minItems", 0)
