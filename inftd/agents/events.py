@@ -41,6 +41,11 @@ class Event:
     private: bool
     created_at: datetime
 
+    @classmethod
+    def from_row(cls, row: Any) -> Event:
+        """From a row of the events table."""
+        return cls(row.seq, row.type, row.token_id, row.payload, row.private, row.created_at)
+
     def as_json(self) -> dict[str, Any]:
         return {
             "type": "event",

@@ -136,9 +136,7 @@ class Hub:
             query = query.where(EventRecord.token_id.in_(list(tokens)))
         async with self.engine.connect() as conn:
             rows = await conn.execute(query.order_by(EventRecord.seq).limit(limit))
-            return [
-                Event(r.seq, r.type, r.token_id, r.payload, r.private, r.created_at) for r in rows
-            ]
+            return [Event.from_row(r) for r in rows]
 
     async def _listen(self, stop: asyncio.Event) -> None:
         """LISTEN for commits of other processes; reconnects until stopped."""

@@ -179,7 +179,7 @@ class PushDispatcher:
     async def _event(self, seq: int) -> Event:
         async with self.engine.connect() as conn:
             r = (await conn.execute(select(EventRecord).where(EventRecord.seq == seq))).one()
-        return Event(r.seq, r.type, r.token_id, r.payload, r.private, r.created_at)
+        return Event.from_row(r)
 
     async def _record(self, row: Any, status: int | None, error: str | None) -> None:
         attempts = row.attempts + 1

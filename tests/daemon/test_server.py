@@ -4,18 +4,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from inftd.daemon.config import Settings
 from inftd.daemon.devnet import Anvil
 from inftd.daemon.errors import DaemonError
 from inftd.daemon.http import RUNTIME
 from inftd.daemon.runtime import open_runtime
-from inftd.daemon.server import create_app
 from inftd.indexer.deployment import Deployment
 from inftd.store import migrate
 from inftd.store.db import create_async
 from inftd.store.errors import StoreError
+from tests.support.api import api_client
 
 OPERATOR_KEY = "op-key-must-never-show-0123456789"
 
@@ -32,11 +32,7 @@ def settings(
 
 @pytest.fixture
 async def client(settings: Settings, deployment: Deployment) -> AsyncIterator[TestClient]:
-    migrate.upgrade(settings.database)
-    async with (
-        open_runtime(settings, deployment) as runtime,
-        TestClient(TestServer(create_app(runtime))) as client,
-    ):
+    async with api_client(settings, deployment) as client:
         yield client
 
 

@@ -15,7 +15,8 @@ from inftd.indexer.rpc import ChainRpc
 from inftd.store import migrate
 from inftd.store.db import create_async
 from tests.support.contracts import Contracts
-from tests.support.state import MakeIndexer
+from tests.support.faultproxy import FaultProxy
+from tests.support.state import MakeIndexer, fast_rpc
 
 
 @pytest.fixture
@@ -44,3 +45,16 @@ async def make_indexer(
             return Indexer(rpc, engine, deployment, IndexerConfig(**config))  # type: ignore[arg-type]
 
         yield make
+
+
+@pytest.fixture
+async def proxy(anvil: Anvil) -> AsyncIterator[FaultProxy]:
+    async with FaultProxy(anvil.url) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+async def rpc(proxy: FaultProxy) -> AsyncIterator[ChainRpc]:
+    rpc = fast_rpc([proxy.url])
+    yield rpc
+    await rpc.close()

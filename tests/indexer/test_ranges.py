@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -17,15 +16,9 @@ from inftd.indexer.deployment import Deployment
 from inftd.indexer.ranges import AdaptiveRange, fetch_logs_in_order
 from inftd.indexer.rpc import ChainRpc, RangeTooLarge, RpcUnavailable
 from tests.support.faultproxy import FaultProxy
+from tests.support.state import fast_rpc
 
 STARTER_PRICE_WEI = 10**16  # package type 0 in DEFAULT_PACKAGES
-
-
-def fast_rpc(urls: list[str], max_attempts: int = 6) -> ChainRpc:
-    """A client that gives up on a stalled request and retries within milliseconds."""
-    return ChainRpc(
-        urls, timeout=0.5, max_attempts=max_attempts, backoff_base=0.01, backoff_max=0.05
-    )
 
 
 Yielded = list[tuple[int, int, list[dict[str, Any]]]]
@@ -65,19 +58,6 @@ def span(chain: Anvil, deployment: Deployment) -> Span:
     logs = rpc_call(chain.url, "eth_getLogs", [query])
     assert len({log["blockNumber"] for log in logs}) > 3  # the test data is spread out
     return Span(start, end, deployment.package_address, logs)
-
-
-@pytest.fixture
-async def proxy(anvil: Anvil) -> AsyncIterator[FaultProxy]:
-    async with FaultProxy(anvil.url) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-async def rpc(proxy: FaultProxy) -> AsyncIterator[ChainRpc]:
-    rpc = fast_rpc([proxy.url])
-    yield rpc
-    await rpc.close()
 
 
 async def collect(

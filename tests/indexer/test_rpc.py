@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -25,28 +24,9 @@ from inftd.indexer.rpc import (
     suggested_range_size,
 )
 from tests.support.faultproxy import FaultProxy
+from tests.support.state import fast_rpc
 
 STARTER_PRICE_WEI = 10**16  # package type 0 in DEFAULT_PACKAGES
-
-
-def fast_rpc(urls: list[str], max_attempts: int = 6) -> ChainRpc:
-    """A client that gives up on a stalled request and retries within milliseconds."""
-    return ChainRpc(
-        urls, timeout=0.5, max_attempts=max_attempts, backoff_base=0.01, backoff_max=0.05
-    )
-
-
-@pytest.fixture
-async def proxy(anvil: Anvil) -> AsyncIterator[FaultProxy]:
-    async with FaultProxy(anvil.url) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-async def rpc(proxy: FaultProxy) -> AsyncIterator[ChainRpc]:
-    rpc = fast_rpc([proxy.url])
-    yield rpc
-    await rpc.close()
 
 
 def closed_url(path: str = "") -> str:

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inftd.agents.ledger import ledger_balances
 from inftd.indexer.follower import Indexer
+from inftd.indexer.rpc import ChainRpc
 from inftd.store.models import Agent
 
 MakeIndexer = Callable[..., Indexer]
@@ -24,3 +25,10 @@ async def assert_ledger_matches_cache(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         for token_id, (_, total) in (await agents(engine)).items():
             assert (await ledger_balances(conn, token_id)).total == total
+
+
+def fast_rpc(urls: list[str], max_attempts: int = 6) -> ChainRpc:
+    """A client that gives up on a stalled request and retries within milliseconds."""
+    return ChainRpc(
+        urls, timeout=0.5, max_attempts=max_attempts, backoff_base=0.01, backoff_max=0.05
+    )

@@ -10,18 +10,16 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
 from inftd.daemon.config import Settings
 from inftd.daemon.devnet import Anvil, rpc_call
-from inftd.daemon.http import RUNTIME
-from inftd.daemon.runtime import Runtime, open_runtime
-from inftd.daemon.server import MAX_BODY_BYTES, create_app
+from inftd.daemon.server import MAX_BODY_BYTES
 from inftd.indexer.deployment import Deployment
 from inftd.indexer.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
-from inftd.store import migrate
 from inftd.store.models import Agent, ChainEvent
+from tests.support.api import api_client, runtime_of
 from tests.support.contracts import Contracts
 
 SECRET = "whsec-test-4f1b9c0a"
@@ -39,16 +37,8 @@ async def client(
     settings = Settings.load(
         data_dir=tmp_path, database_url=database_url, chain={"rpc_urls": [chain.url]}
     )
-    migrate.upgrade(settings.database)
-    async with (
-        open_runtime(settings, deployment) as runtime,
-        TestClient(TestServer(create_app(runtime))) as client,
-    ):
+    async with api_client(settings, deployment) as client:
         yield client
-
-
-def runtime_of(client: TestClient) -> Runtime:
-    return client.app[RUNTIME]
 
 
 def purchase_logs(chain: Anvil, deployment: Deployment) -> list[dict[str, Any]]:
@@ -175,11 +165,7 @@ async def test_without_a_secret_the_endpoint_is_off(
     chain: Anvil, deployment: Deployment, tmp_path: Path
 ) -> None:
     settings = Settings.load(data_dir=tmp_path, chain={"rpc_urls": [chain.url]})
-    migrate.upgrade(settings.database)
-    async with (
-        open_runtime(settings, deployment) as runtime,
-        TestClient(TestServer(create_app(runtime))) as client,
-    ):
+    async with api_client(settings, deployment) as client:
         response = await client.post("/v1/webhooks/chain", data=b"{}")
         assert response.status == 503
         assert (await response.json())["error"]["code"] == "webhook_disabled"

@@ -13,16 +13,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from inftd.agents.events import NewEvent, record_events
 from inftd.daemon.config import Settings
 from inftd.daemon.devnet import BUYER, FRIEND, Anvil
-from inftd.daemon.runtime import open_runtime
-from inftd.daemon.server import create_app
 from inftd.indexer.deployment import Deployment
-from inftd.store import migrate
-from tests.support.api import bearer, runtime_of, sign_in
+from tests.support.api import api_client, bearer, runtime_of, sign_in
 from tests.support.contracts import Contracts
 
 OPERATOR_KEY = "operator-key-for-ws-tests"
@@ -44,15 +41,12 @@ async def client(
         chain={"rpc_urls": [chain.url]},
         api={"ws_queue": 64, "rate_per_ip": 100_000},  # hundreds of sockets from one address
     )
-    migrate.upgrade(settings.database)
     contracts = Contracts(chain.url, deployment)
     contracts.buy(0)
     contracts.buy(1, buyer=FRIEND.address)
     stop = asyncio.Event()
-    async with (
-        open_runtime(settings, deployment) as runtime,
-        TestClient(TestServer(create_app(runtime))) as client,
-    ):
+    async with api_client(settings, deployment) as client:
+        runtime = runtime_of(client)
         await runtime.indexer.sync_once()
         hub = asyncio.create_task(runtime.hub.run(stop))
         await runtime.hub.started()
