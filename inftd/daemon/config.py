@@ -29,6 +29,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from inftd.agents.limits import UsageLimits
 from inftd.daemon.errors import ConfigError
 from inftd.store.db import sqlite_url
 
@@ -128,13 +129,37 @@ class PackageTypeSettings(_Section):
     price_wei: int = Field(ge=0)
     credits: int = Field(gt=0)
     active: bool = True
+    limits: UsageLimits = UsageLimits()
 
 
 DEFAULT_PACKAGES = [
     PackageTypeSettings(id=0, name="Starter", price_wei=10**16, credits=100),
-    PackageTypeSettings(id=1, name="Creator", price_wei=5 * 10**16, credits=600),
-    PackageTypeSettings(id=2, name="Studio", price_wei=2 * 10**17, credits=3000),
+    PackageTypeSettings(
+        id=1,
+        name="Creator",
+        price_wei=5 * 10**16,
+        credits=600,
+        limits=UsageLimits(max_concurrent_jobs=4, daily_credit_cap=1000, priority=1),
+    ),
+    PackageTypeSettings(
+        id=2,
+        name="Studio",
+        price_wei=2 * 10**17,
+        credits=3000,
+        limits=UsageLimits(
+            max_concurrent_jobs=8, daily_credit_cap=5000, max_prompt_chars=8000, priority=2
+        ),
+    ),
 ]
+
+
+class MemorySettings(_Section):
+    # "local" is an offline hashing embedding; the others call the provider's embedding model.
+    embedder: Literal["local", "openai", "gemini", "cloudflare"] = "local"
+    model: str | None = None  # the provider's embedding model; None: its default
+    dimensions: int = Field(256, ge=16, le=4096)  # of the local embedding
+    max_per_agent: int = Field(500, ge=10)  # beyond it, old unimportant memories are merged
+    top_k: int = Field(5, ge=1, le=100)  # memories a prompt draws on
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -159,6 +184,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     chain: ChainSettings = ChainSettings()
     push: PushSettings = PushSettings()
+    memory: MemorySettings = MemorySettings()
     packages: list[PackageTypeSettings] = DEFAULT_PACKAGES
     credit_price_wei: int = Field(10**14, gt=0)  # top-up price of one credit
 
@@ -203,6 +229,11 @@ class Settings(BaseSettings):
     @property
     def deployment_path(self) -> Path:
         return self.chain.deployment_file or self.data_dir / "deployment.json"
+
+    def limits_of(self, package_type: int) -> UsageLimits:
+        """The usage limits of a package type; the defaults for a type not configured."""
+        found = next((p for p in self.packages if p.id == package_type), None)
+        return found.limits if found else UsageLimits()
 
     def secret_values(self) -> list[str]:
         """Raw secret values, for the log filter that masks them."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from inftd.agents.writer import AgentWriter
 from inftd.daemon.auth import TokenSigner
 from inftd.daemon.config import Settings
 from inftd.daemon.errors import DaemonError
@@ -39,6 +40,10 @@ class Runtime:
     replay_guard: ReplayGuard = field(default_factory=ReplayGuard)
     webhook_counts: Counter[str] = field(default_factory=Counter)
     started_at: float = field(default_factory=time.monotonic)
+    writer: AgentWriter = field(init=False)  # one writer at a time per agent
+
+    def __post_init__(self) -> None:
+        self.writer = AgentWriter(self.engine)
 
 
 def indexer_config(settings: Settings) -> IndexerConfig:

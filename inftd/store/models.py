@@ -145,6 +145,11 @@ class Agent(Base):
     used_credits: Mapped[int] = mapped_column(BigInteger, default=0)
     reserved_credits: Mapped[int] = mapped_column(BigInteger, default=0)
     level: Mapped[int] = mapped_column(Integer, default=1)
+    experience: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Learned signals (style/subject/provider weights with decay), kept apart from the
+    # preferences the owner sets; see inftd/agents/learning.py.
+    evolution: Mapped[dict[str, Any]] = mapped_column(Json, default=dict, server_default="{}")
+    share_learning: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     agent_metadata: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     preferences: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     collection_influences: Mapped[list[str]] = mapped_column(Json, default=list)
@@ -200,6 +205,10 @@ class Generation(Base):
     priority: Mapped[int] = mapped_column(Integer, default=0)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     chain_request_id: Mapped[int | None] = mapped_column(BigInteger)
+    # A collaborative generation also draws on (and teaches) this agent.
+    collaborator_token_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agents.token_id", ondelete="SET NULL")
+    )
     chain_event_id: Mapped[int | None] = mapped_column(
         ForeignKey("chain_events.id", ondelete="CASCADE")
     )
@@ -258,6 +267,9 @@ class Memory(Base):
     text: Mapped[str] = mapped_column(Text)
     importance: Mapped[float] = mapped_column(Float, default=0.5)
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    embedder: Mapped[str | None] = mapped_column(String(100))  # which model made the vector
+    source_id: Mapped[str | None] = mapped_column(String(64))  # generation, message, ...
+    merged: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # summarised
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -294,6 +306,27 @@ class AgentMessage(Base):
     body: Mapped[dict[str, Any]] = mapped_column(Json)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Collaboration(Base):
+    """Permission for one agent (the grantee) to borrow another's influences; revocable."""
+
+    __tablename__ = "collaborations"
+    __table_args__ = (
+        UniqueConstraint("granter_token_id", "grantee_token_id"),
+        Index(None, "grantee_token_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    granter_token_id: Mapped[int] = mapped_column(
+        ForeignKey("agents.token_id", ondelete="CASCADE")
+    )
+    grantee_token_id: Mapped[int] = mapped_column(
+        ForeignKey("agents.token_id", ondelete="CASCADE")
+    )
+    granted_by: Mapped[str] = mapped_column(Address)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class EventRecord(Base):

@@ -1,27 +1,34 @@
-"""The API's OpenAPI 3.1 description, served at ``GET /openapi.json``.
-
-The document is built in code rather than committed as JSON: the limits and names it
-states (body size, preference limits, webhook headers and window, the version) come from
-the modules that enforce them, so it cannot drift from them, and it is type-checked and
-linted like the rest. ``tests/daemon/test_openapi.py`` keeps it true: every route the app
-serves is documented (and nothing else), and real and generated requests get answers
-whose status and body the document allows.
-
-Path parameters are named as the router names them (``token_id``, ``webhook_id``).
-"""
+"""The routes of the API server itself: meta, agents, auth, webhooks, WebSockets."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
-from aiohttp import web
-
-import inftd
 from inftd.agents import preferences
 from inftd.daemon.api.agents import MAX_TOKEN_DIGITS
 from inftd.daemon.api.push import DEAD_LETTERS_PAGE, MAX_EVENT_TYPES, MAX_SUBSCRIPTIONS
 from inftd.daemon.api.ws import CLOSE_TOO_SLOW, MAX_CLIENT_MESSAGE
+from inftd.daemon.openapi.parts import (
+    ADDRESS,
+    BAD_BODY,
+    COUNT,
+    HEX,
+    INT,
+    NOT_FOUND,
+    OWNER,
+    STRING,
+    TIME,
+    Schema,
+    answer,
+    counts,
+    error,
+    json_body,
+    nullable,
+    obj,
+    operation,
+    ref,
+)
+from inftd.daemon.openapi.section import Section
 from inftd.daemon.push import MAX_URL
 from inftd.indexer.webhook import (
     LOG_FIELDS,
@@ -31,91 +38,7 @@ from inftd.indexer.webhook import (
     TIMESTAMP_HEADER,
 )
 
-Schema = dict[str, Any]
-
 PATH = "/openapi.json"
-OPENAPI = web.AppKey("openapi", bytes)  # the document, serialized once at start
-
-# Owner routes: the agent's current owner (sign-in token) or the operator (API key).
-OWNER: list[dict[str, list[str]]] = [{"signIn": []}, {"operatorKey": []}]
-ADDRESS = "^0x[0-9a-fA-F]{40}$"
-HEX = "^0x[0-9a-fA-F]*$"
-INT = {"type": "integer"}
-COUNT = {"type": "integer", "minimum": 0}
-STRING = {"type": "string"}
-TIME = {"type": "string", "format": "date-time"}
-BAD_BODY = ("malformed_json", "bad_request")  # read_json, then a body of the wrong shape
-NOT_FOUND = ("unknown_agent", "unknown_webhook")
-
-
-def _ref(name: str, kind: str = "schemas") -> Schema:
-    return {"$ref": f"#/components/{kind}/{name}"}
-
-
-def _null(schema: Schema) -> Schema:
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-def _object(properties: dict[str, Schema], *optional: str) -> Schema:
-    """A closed object: every property required unless named in ``optional``."""
-    return {
-        "type": "object",
-        "required": [name for name in properties if name not in optional],
-        "properties": properties,
-        "additionalProperties": False,
-    }
-
-
-def _counts(description: str) -> Schema:
-    return {"type": "object", "additionalProperties": COUNT, "description": description}
-
-
-def _answer(description: str, schema: Schema | None = None, media: str = "application/json") -> Any:
-    response: dict[str, Any] = {
-        "description": description,
-        "headers": {"X-Request-Id": _ref("RequestId", "headers")},
-    }
-    if schema is not None:
-        response["content"] = {media: {"schema": schema}}
-    return response
-
-
-def _error(description: str, *codes: str) -> Any:
-    """An error answer whose ``error.code`` is one of ``codes``."""
-    narrowed = {"properties": {"error": {"properties": {"code": {"enum": list(codes)}}}}}
-    return _answer(description, {"allOf": [_ref("Error"), narrowed]})
-
-
-def _operation(
-    operation_id: str,
-    tag: str,
-    summary: str,
-    responses: dict[str, Any],
-    *,
-    limited: bool = True,
-    **fields: Any,
-) -> Any:
-    """An operation; every one may fail with 500, and all but the exempt ones with 429."""
-    answers = dict(responses)
-    if limited:
-        answers["429"] = _ref("RateLimited", "responses")
-    answers["500"] = _ref("InternalError", "responses")
-    return {
-        "operationId": operation_id,
-        "tags": [tag],
-        "summary": summary,
-        **fields,
-        "responses": dict(sorted(answers.items())),
-    }
-
-
-def _json_body(schema: Schema, description: str) -> Any:
-    return {
-        "required": True,
-        "description": description,
-        "content": {"application/json": {"schema": schema}},
-    }
-
 
 DESCRIPTION = f"""\
 The HTTP API of inftd, the indexer and agent daemon of the INFT platform.
@@ -145,82 +68,82 @@ falls behind is closed with code {CLOSE_TOO_SLOW}.
 def _paths_meta() -> dict[str, Any]:
     return {
         "/health": {
-            "get": _operation(
+            "get": operation(
                 "health",
                 "meta",
                 "Liveness: the process and its database",
                 {
-                    "200": _answer("Up", _ref("Health")),
-                    "503": _answer("The database does not answer", _ref("Health")),
+                    "200": answer("Up", ref("Health")),
+                    "503": answer("The database does not answer", ref("Health")),
                 },
                 limited=False,
             )
         },
         "/v1/status": {
-            "get": _operation(
+            "get": operation(
                 "status",
                 "meta",
                 "Chain, indexer, deployment and database status",
-                {"200": _answer("The status", _ref("Status"))},
+                {"200": answer("The status", ref("Status"))},
             )
         },
         "/metrics": {
-            "get": _operation(
+            "get": operation(
                 "metrics",
                 "meta",
                 "Prometheus metrics: HTTP requests and latency by route, the indexer's figures",
-                {"200": _answer("Prometheus text exposition", STRING, "text/plain")},
+                {"200": answer("Prometheus text exposition", STRING, "text/plain")},
                 limited=False,
             )
         },
         PATH: {
-            "get": _operation(
+            "get": operation(
                 "openapi",
                 "meta",
                 "This document",
-                {"200": _answer("The OpenAPI 3.1 document", _ref("OpenApiDocument"))},
+                {"200": answer("The OpenAPI 3.1 document", ref("OpenApiDocument"))},
             )
         },
     }
 
 
 def _paths_agents() -> dict[str, Any]:
-    token = [_ref("TokenId", "parameters")]
+    token = [ref("TokenId", "parameters")]
     return {
         "/v1/agents/{token_id}": {
-            "get": _operation(
+            "get": operation(
                 "getAgent",
                 "agents",
                 "The agent of a package token",
                 {
-                    "200": _answer("The agent", _ref("Agent")),
-                    "400": _error("The token id is not a uint256 in decimal", "bad_token_id"),
-                    "404": _ref("UnknownAgent", "responses"),
+                    "200": answer("The agent", ref("Agent")),
+                    "400": error("The token id is not a uint256 in decimal", "bad_token_id"),
+                    "404": ref("UnknownAgent", "responses"),
                 },
                 parameters=token,
             )
         },
         "/v1/agents/{token_id}/preferences": {
-            "put": _operation(
+            "put": operation(
                 "putPreferences",
                 "agents",
                 "Replace the agent's preferences (owner or operator)",
                 {
-                    "200": _answer("The new preferences", _ref("PreferencesUpdated")),
-                    "400": _error(
+                    "200": answer("The new preferences", ref("PreferencesUpdated")),
+                    "400": error(
                         "Bad token id, body not JSON, or preferences of another shape",
                         "bad_token_id",
                         "malformed_json",
                         "bad_preferences",
                     ),
-                    "401": _ref("Unauthorized", "responses"),
-                    "403": _ref("NotOwner", "responses"),
-                    "404": _ref("UnknownAgent", "responses"),
-                    "413": _ref("BodyTooLarge", "responses"),
+                    "401": ref("Unauthorized", "responses"),
+                    "403": ref("NotOwner", "responses"),
+                    "404": ref("UnknownAgent", "responses"),
+                    "413": ref("BodyTooLarge", "responses"),
                 },
                 parameters=token,
                 security=OWNER,
-                requestBody=_json_body(_ref("Preferences"), "The agent's new preferences"),
+                requestBody=json_body(ref("Preferences"), "The agent's new preferences"),
             )
         },
     }
@@ -240,29 +163,29 @@ def _paths_auth() -> dict[str, Any]:
     )
     return {
         "/v1/auth/nonce": {
-            "get": _operation(
+            "get": operation(
                 "getNonce",
                 "auth",
                 "A single-use nonce and the Sign-In with Ethereum (EIP-4361) message to sign",
                 {
-                    "200": _answer("The nonce and the message", _ref("Nonce")),
-                    "400": _error("Not an Ethereum address", "bad_address"),
+                    "200": answer("The nonce and the message", ref("Nonce")),
+                    "400": error("Not an Ethereum address", "bad_address"),
                 },
-                parameters=[_ref("Address", "parameters")],
+                parameters=[ref("Address", "parameters")],
             )
         },
         "/v1/auth/login": {
-            "post": _operation(
+            "post": operation(
                 "login",
                 "auth",
                 "Trade a signed sign-in message for a bearer token",
                 {
-                    "200": _answer("Signed in", _ref("Login")),
-                    "400": _error("Body not JSON, or not the two strings", *BAD_BODY),
-                    "401": _error("The sign-in is refused", *login_refusals),
-                    "413": _ref("BodyTooLarge", "responses"),
+                    "200": answer("Signed in", ref("Login")),
+                    "400": error("Body not JSON, or not the two strings", *BAD_BODY),
+                    "401": error("The sign-in is refused", *login_refusals),
+                    "413": ref("BodyTooLarge", "responses"),
                 },
-                requestBody=_json_body(_ref("LoginRequest"), "The message and its signature"),
+                requestBody=json_body(ref("LoginRequest"), "The message and its signature"),
             )
         },
     }
@@ -271,41 +194,41 @@ def _paths_auth() -> dict[str, Any]:
 def _paths_chain_webhook() -> dict[str, Any]:
     return {
         "/v1/webhooks/chain": {
-            "post": _operation(
+            "post": operation(
                 "chainWebhook",
                 "webhooks",
                 "Contract logs pushed by a notifier, each verified against the chain",
                 {
-                    "200": _answer("Every log accepted, duplicate or ignored", _ref("ChainIngest")),
-                    "400": _error(
+                    "200": answer("Every log accepted, duplicate or ignored", ref("ChainIngest")),
+                    "400": error(
                         "Body not JSON, not {logs: [...]}, or a log the chain cannot look up",
                         "malformed_json",
                         "malformed",
                     ),
-                    "401": _error(
+                    "401": error(
                         f"Unsigned, bad signature, or timestamp outside {REPLAY_WINDOW} s",
                         "unsigned",
                         "stale",
                         "bad_signature",
                     ),
-                    "409": _error("This signed request was received already", "replayed"),
-                    "413": _error(
+                    "409": error("This signed request was received already", "replayed"),
+                    "413": error(
                         f"Body too large, or more than {MAX_LOGS} logs",
                         "request_entity_too_large",
                         "too_many_logs",
                     ),
-                    "422": _answer(
+                    "422": answer(
                         "A log failed verification: nothing of the request is stored",
-                        _ref("ChainIngestRejected"),
+                        ref("ChainIngestRejected"),
                     ),
-                    "503": _error(
+                    "503": error(
                         "No webhook secret is set, or the chain does not answer",
                         "webhook_disabled",
                         "chain_unavailable",
                     ),
                 },
                 security=[{"webhookSignature": [], "webhookTimestamp": []}],
-                requestBody=_json_body(_ref("ChainLogs"), "Logs exactly as eth_getLogs gives them"),
+                requestBody=json_body(ref("ChainLogs"), "Logs exactly as eth_getLogs gives them"),
             )
         },
     }
@@ -313,24 +236,24 @@ def _paths_chain_webhook() -> dict[str, Any]:
 
 def _paths_owner_webhooks() -> dict[str, Any]:
     base = "/v1/agents/{token_id}/webhooks"
-    token = [_ref("TokenId", "parameters")]
+    token = [ref("TokenId", "parameters")]
     owner = {
-        "401": _ref("Unauthorized", "responses"),
-        "403": _ref("NotOwner", "responses"),
-        "404": _ref("UnknownAgent", "responses"),
+        "401": ref("Unauthorized", "responses"),
+        "403": ref("NotOwner", "responses"),
+        "404": ref("UnknownAgent", "responses"),
     }
-    bad_token = {"400": _error("The token id is not a uint256 in decimal", "bad_token_id")}
+    bad_token = {"400": error("The token id is not a uint256 in decimal", "bad_token_id")}
     return {
         base: {
-            "post": _operation(
+            "post": operation(
                 "createWebhook",
                 "webhooks",
                 "Subscribe a URL to the agent's events (owner or operator)",
                 {
-                    "201": _answer(
-                        "Subscribed; the secret is shown this once", _ref("WebhookCreated")
+                    "201": answer(
+                        "Subscribed; the secret is shown this once", ref("WebhookCreated")
                     ),
-                    "400": _error(
+                    "400": error(
                         "Bad token id, body, URL or event types",
                         "bad_token_id",
                         *BAD_BODY,
@@ -338,46 +261,46 @@ def _paths_owner_webhooks() -> dict[str, Any]:
                         "bad_events",
                     ),
                     **owner,
-                    "409": _error(
+                    "409": error(
                         f"The agent has {MAX_SUBSCRIPTIONS} webhooks", "too_many_webhooks"
                     ),
-                    "413": _ref("BodyTooLarge", "responses"),
+                    "413": ref("BodyTooLarge", "responses"),
                 },
                 parameters=token,
                 security=OWNER,
-                requestBody=_json_body(_ref("WebhookRequest"), "Where to send which events"),
+                requestBody=json_body(ref("WebhookRequest"), "Where to send which events"),
             ),
-            "get": _operation(
+            "get": operation(
                 "listWebhooks",
                 "webhooks",
                 "The agent's webhooks (owner or operator)",
-                {"200": _answer("The webhooks", _ref("WebhookList")), **bad_token, **owner},
+                {"200": answer("The webhooks", ref("WebhookList")), **bad_token, **owner},
                 parameters=token,
                 security=OWNER,
             ),
         },
         base + "/dead-letters": {
-            "get": _operation(
+            "get": operation(
                 "deadLetters",
                 "webhooks",
                 f"The newest {DEAD_LETTERS_PAGE} deliveries that exhausted their retries",
-                {"200": _answer("The dead letters", _ref("DeadLetters")), **bad_token, **owner},
+                {"200": answer("The dead letters", ref("DeadLetters")), **bad_token, **owner},
                 parameters=token,
                 security=OWNER,
             )
         },
         base + "/{webhook_id}": {
-            "delete": _operation(
+            "delete": operation(
                 "deleteWebhook",
                 "webhooks",
                 "Remove a webhook (owner or operator)",
                 {
-                    "204": _answer("Removed"),
+                    "204": answer("Removed"),
                     **bad_token,
                     **owner,
-                    "404": _error("No such agent, or no such webhook for it", *NOT_FOUND),
+                    "404": error("No such agent, or no such webhook for it", *NOT_FOUND),
                 },
-                parameters=[*token, _ref("WebhookId", "parameters")],
+                parameters=[*token, ref("WebhookId", "parameters")],
                 security=OWNER,
             )
         },
@@ -385,47 +308,47 @@ def _paths_owner_webhooks() -> dict[str, Any]:
 
 
 def _paths_websockets() -> dict[str, Any]:
-    opened = _answer("Switching Protocols: the WebSocket is open (see WsServerMessage)")
-    opened["x-websocket"] = {"server": _ref("WsServerMessage"), "client": _ref("WsCommand")}
+    opened = answer("Switching Protocols: the WebSocket is open (see WsServerMessage)")
+    opened["x-websocket"] = {"server": ref("WsServerMessage"), "client": ref("WsCommand")}
     no_upgrade = "bad_request"  # aiohttp's answer to a GET without a WebSocket handshake
     return {
         "/v1/agents/{token_id}/ws": {
-            "get": _operation(
+            "get": operation(
                 "agentSocket",
                 "websockets",
                 "WebSocket of one agent's events (more by command); private ones to its owner",
                 {
                     "101": opened,
-                    "400": _error(
+                    "400": error(
                         "Bad token id or since, or not a WebSocket handshake",
                         "bad_token_id",
                         "bad_since",
                         no_upgrade,
                     ),
-                    "401": _error(
+                    "401": error(
                         "A credential that is not valid", "invalid_token", "token_expired"
                     ),
-                    "404": _ref("UnknownAgent", "responses"),
+                    "404": ref("UnknownAgent", "responses"),
                 },
-                parameters=[_ref("TokenId", "parameters"), _ref("Since", "parameters")],
+                parameters=[ref("TokenId", "parameters"), ref("Since", "parameters")],
                 security=[{}, {"signIn": []}, {"operatorKey": []}, {"accessToken": []}],
             )
         },
         "/v1/ws": {
-            "get": _operation(
+            "get": operation(
                 "firehose",
                 "websockets",
                 "WebSocket of every event (operator)",
                 {
                     "101": opened,
-                    "400": _error(
+                    "400": error(
                         "Bad since, or not a WebSocket handshake", "bad_since", no_upgrade
                     ),
-                    "401": _error(
+                    "401": error(
                         "Not the operator", "unauthenticated", "invalid_token", "token_expired"
                     ),
                 },
-                parameters=[_ref("Since", "parameters")],
+                parameters=[ref("Since", "parameters")],
                 security=[{"operatorKey": []}, {"accessToken": []}],
             )
         },
@@ -474,31 +397,31 @@ def _parameters() -> dict[str, Any]:
 
 
 def _responses() -> dict[str, Any]:
-    rate_limited = _error("Too many requests from this IP or address", "rate_limited")
+    rate_limited = error("Too many requests from this IP or address", "rate_limited")
     rate_limited["headers"]["Retry-After"] = {
         "description": "Seconds until a request may succeed",
         "schema": {"type": "integer", "minimum": 1},
     }
     return {
         "RateLimited": rate_limited,
-        "InternalError": _error(
+        "InternalError": error(
             "An unexpected failure (logged with the request id)", "internal_error"
         ),
-        "BodyTooLarge": _error(
+        "BodyTooLarge": error(
             "The body is larger than the server accepts", "request_entity_too_large"
         ),
-        "Unauthorized": _error(
+        "Unauthorized": error(
             "No credentials, or ones that are not valid",
             "unauthenticated",
             "invalid_token",
             "token_expired",
         ),
-        "NotOwner": _error("Signed in, but not as the agent's current owner", "not_owner"),
-        "UnknownAgent": _error("No agent for that token id", "unknown_agent"),
+        "NotOwner": error("Signed in, but not as the agent's current owner", "not_owner"),
+        "UnknownAgent": error("No agent for that token id", "unknown_agent"),
     }
 
 
-def _security_schemes() -> dict[str, Any]:
+def security_schemes() -> dict[str, Any]:
     return {
         "signIn": {
             "type": "http",
@@ -536,9 +459,9 @@ def _security_schemes() -> dict[str, Any]:
 
 def _schemas_common() -> dict[str, Schema]:
     return {
-        "Error": _object({"error": _ref("ErrorDetail")}),
-        "ErrorDetail": _object({"code": STRING, "message": STRING}),
-        "Health": _object(
+        "Error": obj({"error": ref("ErrorDetail")}),
+        "ErrorDetail": obj({"code": STRING, "message": STRING}),
+        "Health": obj(
             {
                 "status": {"enum": ["ok", "unavailable"]},
                 "database": {"enum": ["ok", "unavailable"]},
@@ -549,40 +472,40 @@ def _schemas_common() -> dict[str, Schema]:
             "required": ["openapi", "info", "paths", "components"],
             "properties": {"openapi": {"const": "3.1.0"}},
         },
-        "Status": _object(
+        "Status": obj(
             {
                 "version": STRING,
                 "uptimeSeconds": {"type": "number", "minimum": 0},
-                "chain": _object(
-                    {"chainId": INT, "ok": {"type": "boolean"}, "headBlock": _null(COUNT)}
+                "chain": obj(
+                    {"chainId": INT, "ok": {"type": "boolean"}, "headBlock": nullable(COUNT)}
                 ),
-                "indexer": _ref("IndexerStatus"),
-                "deployment": _ref("Deployment"),
-                "database": _object(
+                "indexer": ref("IndexerStatus"),
+                "deployment": ref("Deployment"),
+                "database": obj(
                     {
                         "backend": {"enum": ["sqlite", "postgresql"]},
-                        "revision": _null(STRING),
-                        "headRevision": _null(STRING),
+                        "revision": nullable(STRING),
+                        "headRevision": nullable(STRING),
                     }
                 ),
             }
         ),
-        "IndexerStatus": _object(
+        "IndexerStatus": obj(
             {
-                "headBlock": _null(COUNT),
-                "indexedBlock": _null(COUNT),
-                "confirmedBlock": _null(INT),
-                "lagBlocks": _null(INT),
+                "headBlock": nullable(COUNT),
+                "indexedBlock": nullable(COUNT),
+                "confirmedBlock": nullable(INT),
+                "lagBlocks": nullable(INT),
                 "reorgs": COUNT,
                 "deepestReorg": COUNT,
                 "pendingEvents": COUNT,
                 "projectionProblems": COUNT,
-                "eventsByKind": _counts("Applied chain events by event name"),
-                "halted": _null(STRING),
-                "webhook": _counts("Webhook logs by outcome, and requests refused"),
+                "eventsByKind": counts("Applied chain events by event name"),
+                "halted": nullable(STRING),
+                "webhook": counts("Webhook logs by outcome, and requests refused"),
             }
         ),
-        "Deployment": _object(
+        "Deployment": obj(
             {
                 "chainId": INT,
                 "packageAddress": {"type": "string", "pattern": ADDRESS},
@@ -602,7 +525,7 @@ def _schemas_agents() -> dict[str, Schema]:
     no_nul = "^[^\\u0000]*$"  # PostgreSQL cannot store NUL; refused on every database
     value = {"type": ["string", "number", "boolean"], "pattern": no_nul}
     return {
-        "Agent": _object(
+        "Agent": obj(
             {
                 "packageTokenId": COUNT,
                 "packageType": COUNT,
@@ -613,32 +536,32 @@ def _schemas_agents() -> dict[str, Schema]:
                 "availableCredits": COUNT,
                 "level": INT,
                 "agentMetadata": {"type": "string", "description": "The metadata URI, or ''"},
-                "agentStateHash": _null(STRING),
-                "learningData": {"type": "array", "items": _ref("LearningEntry")},
+                "agentStateHash": nullable(STRING),
+                "learningData": {"type": "array", "items": ref("LearningEntry")},
                 "collectionInfluences": {"type": "array", "items": STRING},
-                "generatedContent": {"type": "array", "items": _ref("GeneratedContent")},
-                "lastActivity": _null(TIME),
+                "generatedContent": {"type": "array", "items": ref("GeneratedContent")},
+                "lastActivity": nullable(TIME),
                 "preferences": {"type": "object", "additionalProperties": value},
             }
         ),
-        "LearningEntry": _object(
+        "LearningEntry": obj(
             {
-                "generationId": _null(STRING),
+                "generationId": nullable(STRING),
                 "rating": {"type": "integer", "minimum": 1, "maximum": 5},
                 "tags": {"type": "array", "items": STRING},
-                "note": _null(STRING),
-                "createdAt": _null(TIME),
+                "note": nullable(STRING),
+                "createdAt": nullable(TIME),
             }
         ),
-        "GeneratedContent": _object(
+        "GeneratedContent": obj(
             {
                 "id": STRING,
                 "kind": STRING,
                 "prompt": STRING,
-                "contentUri": _null(STRING),
-                "contentHash": _null(STRING),
-                "provider": _null(STRING),
-                "createdAt": _null(TIME),
+                "contentUri": nullable(STRING),
+                "contentHash": nullable(STRING),
+                "provider": nullable(STRING),
+                "createdAt": nullable(TIME),
             }
         ),
         "Preferences": {
@@ -652,15 +575,13 @@ def _schemas_agents() -> dict[str, Schema]:
             },
             "additionalProperties": value,
         },
-        "PreferencesUpdated": _object(
-            {"packageTokenId": COUNT, "preferences": _ref("Preferences")}
-        ),
+        "PreferencesUpdated": obj({"packageTokenId": COUNT, "preferences": ref("Preferences")}),
     }
 
 
 def _schemas_auth() -> dict[str, Schema]:
     return {
-        "Nonce": _object(
+        "Nonce": obj(
             {
                 "nonce": STRING,
                 "message": {"type": "string", "description": "EIP-4361 text to sign unchanged"},
@@ -675,7 +596,7 @@ def _schemas_auth() -> dict[str, Schema]:
                 "signature": {"type": "string", "pattern": "^0x[0-9a-fA-F]{130}$"},
             },
         },
-        "Login": _object(
+        "Login": obj(
             {"token": STRING, "address": {"type": "string", "pattern": ADDRESS}, "expiresAt": TIME}
         ),
     }
@@ -692,7 +613,7 @@ def _schemas_chain_webhook() -> dict[str, Schema]:
         "transactionHash": quantity,
         "logIndex": quantity,
     }
-    outcome = _object(
+    outcome = obj(
         {
             "transactionHash": STRING,
             "logIndex": STRING,
@@ -723,9 +644,9 @@ def _schemas_chain_webhook() -> dict[str, Schema]:
                 }
             },
         },
-        "ChainIngest": _object(tally),
-        "ChainIngestRejected": _object(
-            {"error": {"allOf": [_ref("ErrorDetail"), rejected]}, **tally},
+        "ChainIngest": obj(tally),
+        "ChainIngestRejected": obj(
+            {"error": {"allOf": [ref("ErrorDetail"), rejected]}, **tally},
         ),
     }
 
@@ -736,7 +657,7 @@ def _schemas_owner_webhooks() -> dict[str, Schema]:
         "url": {"type": "string", "format": "uri"},
         "events": {"type": "array", "items": STRING, "description": "Empty: every event"},
         "active": {"type": "boolean"},
-        "createdAt": _null(TIME),
+        "createdAt": nullable(TIME),
     }
     return {
         "WebhookRequest": {
@@ -764,11 +685,11 @@ def _schemas_owner_webhooks() -> dict[str, Schema]:
                 },
             },
         },
-        "Webhook": _object(webhook),
-        "WebhookCreated": _object({**webhook, "secret": STRING}),
-        "WebhookList": _object({"webhooks": {"type": "array", "items": _ref("Webhook")}}),
-        "DeadLetters": _object({"deadLetters": {"type": "array", "items": _ref("DeadLetter")}}),
-        "DeadLetter": _object(
+        "Webhook": obj(webhook),
+        "WebhookCreated": obj({**webhook, "secret": STRING}),
+        "WebhookList": obj({"webhooks": {"type": "array", "items": ref("Webhook")}}),
+        "DeadLetters": obj({"deadLetters": {"type": "array", "items": ref("DeadLetter")}}),
+        "DeadLetter": obj(
             {
                 "deliveryId": INT,
                 "webhookId": STRING,
@@ -777,9 +698,9 @@ def _schemas_owner_webhooks() -> dict[str, Schema]:
                 "event": STRING,
                 "data": {"type": "object"},
                 "attempts": COUNT,
-                "lastStatus": _null(INT),
-                "lastError": _null(STRING),
-                "createdAt": _null(TIME),
+                "lastStatus": nullable(INT),
+                "lastError": nullable(STRING),
+                "createdAt": nullable(TIME),
             }
         ),
     }
@@ -787,20 +708,20 @@ def _schemas_owner_webhooks() -> dict[str, Schema]:
 
 def _schemas_websockets() -> dict[str, Schema]:
     def message(kind: str, **fields: Schema) -> Schema:
-        return _object({"type": {"const": kind}, **fields})
+        return obj({"type": {"const": kind}, **fields})
 
-    token = _null(COUNT)
+    token = nullable(COUNT)
     return {
         "WsServerMessage": {
             "oneOf": [
-                message("snapshot", tokenId=COUNT, seq=COUNT, agent=_ref("Agent")),
+                message("snapshot", tokenId=COUNT, seq=COUNT, agent=ref("Agent")),
                 message(
                     "event",
                     seq=COUNT,
                     event=STRING,
                     tokenId=token,
                     data={"type": "object"},
-                    at=_null(TIME),
+                    at=nullable(TIME),
                 ),
                 message("error", code=STRING, message=STRING),
                 message("pong", seq=COUNT),
@@ -817,30 +738,17 @@ def _schemas_websockets() -> dict[str, Schema]:
     }
 
 
-def openapi_document(max_body_bytes: int) -> dict[str, Any]:
-    """The whole document; ``max_body_bytes`` is the server's body limit (413 beyond)."""
-    responses = _responses()
-    responses["BodyTooLarge"]["description"] = f"The body is larger than {max_body_bytes} bytes"
-    return {
-        "openapi": "3.1.0",
-        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
-        "info": {
-            "title": "inftd",
-            "version": inftd.__version__,
-            "description": DESCRIPTION,
-            "license": {"name": "MIT", "identifier": "MIT"},
+def section() -> Section:
+    """Meta, agents, auth, webhooks and WebSockets: the routes of the API server itself."""
+    return Section(
+        tags={
+            "meta": "Health, status, metrics and this document",
+            "agents": "The agents of package tokens",
+            "auth": "Sign-In with Ethereum",
+            "webhooks": "Chain logs in, agents' events out",
+            "websockets": "Live events",
         },
-        "tags": [
-            {"name": name, "description": text}
-            for name, text in (
-                ("meta", "Health, status, metrics and this document"),
-                ("agents", "The agents of package tokens"),
-                ("auth", "Sign-In with Ethereum"),
-                ("webhooks", "Chain logs in, agents' events out"),
-                ("websockets", "Live events"),
-            )
-        ],
-        "paths": {
+        paths={
             **_paths_meta(),
             **_paths_agents(),
             **_paths_auth(),
@@ -848,32 +756,14 @@ def openapi_document(max_body_bytes: int) -> dict[str, Any]:
             **_paths_owner_webhooks(),
             **_paths_websockets(),
         },
-        "components": {
-            "schemas": {
-                **_schemas_common(),
-                **_schemas_agents(),
-                **_schemas_auth(),
-                **_schemas_chain_webhook(),
-                **_schemas_owner_webhooks(),
-                **_schemas_websockets(),
-            },
-            "parameters": _parameters(),
-            "responses": responses,
-            "headers": {
-                "RequestId": {
-                    "description": "The request's id, also in the server's log lines",
-                    "schema": {"type": "string"},
-                }
-            },
-            "securitySchemes": _security_schemes(),
+        schemas={
+            **_schemas_common(),
+            **_schemas_agents(),
+            **_schemas_auth(),
+            **_schemas_chain_webhook(),
+            **_schemas_owner_webhooks(),
+            **_schemas_websockets(),
         },
-    }
-
-
-async def openapi_endpoint(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[OPENAPI], content_type="application/json")
-
-
-def add_routes(app: web.Application, max_body_bytes: int) -> None:
-    app[OPENAPI] = orjson.dumps(openapi_document(max_body_bytes))
-    app.router.add_get(PATH, openapi_endpoint)
+        parameters=_parameters(),
+        responses=_responses(),
+    )

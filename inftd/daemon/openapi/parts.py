@@ -1,0 +1,87 @@
+"""Builders shared by the sections of the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Schema = dict[str, Any]
+
+# Owner routes: the agent's current owner (sign-in token) or the operator (API key).
+OWNER: list[dict[str, list[str]]] = [{"signIn": []}, {"operatorKey": []}]
+ADDRESS = "^0x[0-9a-fA-F]{40}$"
+HEX = "^0x[0-9a-fA-F]*$"
+INT = {"type": "integer"}
+COUNT = {"type": "integer", "minimum": 0}
+STRING = {"type": "string"}
+TIME = {"type": "string", "format": "date-time"}
+BAD_BODY = ("malformed_json", "bad_request")  # read_json, then a body of the wrong shape
+NOT_FOUND = ("unknown_agent", "unknown_webhook")
+
+
+def ref(name: str, kind: str = "schemas") -> Schema:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def obj(properties: dict[str, Schema], *optional: str) -> Schema:
+    """A closed object: every property required unless named in ``optional``."""
+    return {
+        "type": "object",
+        "required": [name for name in properties if name not in optional],
+        "properties": properties,
+        "additionalProperties": False,
+    }
+
+
+def counts(description: str) -> Schema:
+    return {"type": "object", "additionalProperties": COUNT, "description": description}
+
+
+def answer(description: str, schema: Schema | None = None, media: str = "application/json") -> Any:
+    response: dict[str, Any] = {
+        "description": description,
+        "headers": {"X-Request-Id": ref("RequestId", "headers")},
+    }
+    if schema is not None:
+        response["content"] = {media: {"schema": schema}}
+    return response
+
+
+def error(description: str, *codes: str) -> Any:
+    """An error answer whose ``error.code`` is one of ``codes``."""
+    narrowed = {"properties": {"error": {"properties": {"code": {"enum": list(codes)}}}}}
+    return answer(description, {"allOf": [ref("Error"), narrowed]})
+
+
+def operation(
+    operation_id: str,
+    tag: str,
+    summary: str,
+    responses: dict[str, Any],
+    *,
+    limited: bool = True,
+    **fields: Any,
+) -> Any:
+    """An operation; every one may fail with 500, and all but the exempt ones with 429."""
+    answers = dict(responses)
+    if limited:
+        answers["429"] = ref("RateLimited", "responses")
+    answers["500"] = ref("InternalError", "responses")
+    return {
+        "operationId": operation_id,
+        "tags": [tag],
+        "summary": summary,
+        **fields,
+        "responses": dict(sorted(answers.items())),
+    }
+
+
+def json_body(schema: Schema, description: str) -> Any:
+    return {
+        "required": True,
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+    }
