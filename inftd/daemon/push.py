@@ -9,6 +9,15 @@ deliveries as signed POSTs::
 
 A 2xx answer delivers; anything else is retried with exponential backoff and jitter, and a
 delivery that fails ``push.max_attempts`` times becomes a dead letter, listed by the API.
+
+Several processes may run a dispatcher on one PostgreSQL database. Enqueueing holds the
+cursor row (``FOR UPDATE``), so one dispatcher at a time turns a range of events into
+deliveries. Sending claims due deliveries with a lease (``lease_owner``,
+``lease_expires_at``) under ``FOR UPDATE SKIP LOCKED``, so each attempt is made by one
+dispatcher; a dispatcher that dies holding a lease has its deliveries taken over once the
+lease (``push.lease``, longer than an attempt may take) expires. On SQLite, one process,
+the same statements run without the row locks.
+
 Only http(s) URLs to public addresses are accepted (checked at registration and again at
 each send, against DNS rebinding) unless ``push.allow_private_targets`` is set.
 """
@@ -21,7 +30,9 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import os
 import random
+import secrets
 import socket
 import time
 from collections.abc import Sequence
@@ -31,7 +42,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from inftd.agents.events import Event
@@ -47,6 +58,7 @@ EVENT_BATCH = 500  # events turned into deliveries per pass
 SEND_BATCH = 50  # deliveries sent concurrently per pass
 PASS_INTERVAL = 0.5  # seconds between passes when idle
 MAX_URL = 2048  # characters of a webhook URL
+DELIVERIES = table_of(PushDelivery)
 
 
 class PushTargetError(DaemonError):
@@ -94,10 +106,16 @@ def backoff(settings: PushSettings, attempts: int) -> float:
     return random.uniform(0.5, 1.0) * ceiling
 
 
+def dispatcher_name() -> str:
+    """Who holds a lease: host, process and a random part (two dispatchers of one process)."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
 class PushDispatcher:
     def __init__(self, engine: AsyncEngine, settings: PushSettings) -> None:
         self.engine = engine
         self.settings = settings
+        self.name = dispatcher_name()  # in lease_owner of the deliveries it claims
 
     async def run(self, stop: asyncio.Event) -> None:
         timeout = aiohttp.ClientTimeout(total=self.settings.timeout)
@@ -138,19 +156,35 @@ class PushDispatcher:
         return len(events)
 
     async def send_due(self, session: aiohttp.ClientSession) -> int:
+        due = await self.claim_due()
+        await asyncio.gather(*(self._deliver(session, row) for row in due))
+        return len(due)
+
+    async def claim_due(self) -> Sequence[Any]:
+        """Lease up to SEND_BATCH due deliveries that no live dispatcher holds."""
         now = datetime.now(UTC)
-        async with self.engine.connect() as conn:
-            due = (
+        async with self.engine.begin() as conn:
+            claimed = (
+                await conn.scalars(
+                    update(DELIVERIES)
+                    .where(DELIVERIES.c.id.in_(_due(now).scalar_subquery()))
+                    .values(
+                        lease_owner=self.name,
+                        lease_expires_at=now + timedelta(seconds=self.settings.lease),
+                    )
+                    .returning(DELIVERIES.c.id)
+                )
+            ).all()
+            if not claimed:
+                return []
+            return (
                 await conn.execute(
                     select(PushDelivery, PushSubscription.url, PushSubscription.secret)
                     .join(PushSubscription, PushSubscription.id == PushDelivery.subscription_id)
-                    .where(PushDelivery.status == "pending", PushDelivery.next_attempt_at <= now)
-                    .order_by(PushDelivery.next_attempt_at)
-                    .limit(SEND_BATCH)
+                    .where(PushDelivery.id.in_(claimed))
+                    .order_by(PushDelivery.next_attempt_at, PushDelivery.id)
                 )
             ).all()
-        await asyncio.gather(*(self._deliver(session, row) for row in due))
-        return len(due)
 
     async def _deliver(self, session: aiohttp.ClientSession, row: Any) -> None:
         event = await self._event(row.event_seq)
@@ -166,10 +200,12 @@ class PushDispatcher:
         }
         status, error = None, None
         try:
-            await check_target(row.url, self.settings.allow_private_targets)
-            async with session.post(row.url, data=body, headers=headers) as response:
-                status = response.status
-                error = None if 200 <= status < 300 else f"HTTP {status}"
+            # The whole attempt, DNS included, ends within the timeout: the lease outlasts it.
+            async with asyncio.timeout(self.settings.timeout):
+                await check_target(row.url, self.settings.allow_private_targets)
+                async with session.post(row.url, data=body, headers=headers) as response:
+                    status = response.status
+                    error = None if 200 <= status < 300 else f"HTTP {status}"
         except PushTargetError as exc:
             error = str(exc)
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -184,7 +220,12 @@ class PushDispatcher:
     async def _record(self, row: Any, status: int | None, error: str | None) -> None:
         attempts = row.attempts + 1
         now = datetime.now(UTC)
-        values: dict[str, Any] = {"attempts": attempts, "last_status": status, "last_error": error}
+        values: dict[str, Any] = {
+            "attempts": attempts,
+            "last_status": status,
+            "last_error": error,
+            "lease_expires_at": None,  # lease_owner stays: who made the last attempt
+        }
         if error is None:
             values |= {"status": "delivered", "delivered_at": now}
         elif attempts >= self.settings.max_attempts:
@@ -193,16 +234,35 @@ class PushDispatcher:
         else:
             values |= {"next_attempt_at": now + timedelta(seconds=backoff(self.settings, attempts))}
         async with self.engine.begin() as conn:
-            await conn.execute(
-                update(table_of(PushDelivery))
-                .where(table_of(PushDelivery).c.id == row.id)
+            result = await conn.execute(
+                update(DELIVERIES)
+                .where(DELIVERIES.c.id == row.id, DELIVERIES.c.lease_owner == self.name)
                 .values(**values)
             )
+        if result.rowcount != 1:  # our lease ran out and another dispatcher took it over
+            log.warning("push delivery %d: lease lost; its new holder records it", row.id)
+
+
+def _due(now: datetime) -> Any:
+    """Ids of due deliveries nobody holds; rows another transaction is claiming are skipped."""
+    return (
+        select(DELIVERIES.c.id)
+        .where(
+            DELIVERIES.c.status == "pending",
+            DELIVERIES.c.next_attempt_at <= now,
+            or_(DELIVERIES.c.lease_expires_at.is_(None), DELIVERIES.c.lease_expires_at <= now),
+        )
+        .order_by(DELIVERIES.c.next_attempt_at, DELIVERIES.c.id)
+        .limit(SEND_BATCH)
+        .with_for_update(skip_locked=True)  # ignored by SQLite, whose writers take turns
+    )
 
 
 async def push_cursor(conn: AsyncConnection) -> int:
-    """The last event seq turned into deliveries; made on first use (from the newest event)."""
-    seq = await conn.scalar(select(SyncCursor.block_number).where(SyncCursor.name == CURSOR))
+    """The last event seq turned into deliveries, its row locked until the transaction ends
+    (other processes' dispatchers wait); made on first use, from the newest event."""
+    query = select(SyncCursor.block_number).where(SyncCursor.name == CURSOR).with_for_update()
+    seq = await conn.scalar(query)
     if seq is not None:
         return int(seq)
     # A new dispatcher starts from now: subscriptions see events from their creation on.
@@ -211,7 +271,8 @@ async def push_cursor(conn: AsyncConnection) -> int:
         insert_ignore(conn, table_of(SyncCursor)),
         {"name": CURSOR, "block_number": latest, "block_hash": ""},
     )
-    return latest
+    # Another process may have made it first (the insert then waited for it): lock theirs.
+    return int((await conn.execute(query)).scalar_one())
 
 
 async def _move_cursor(conn: AsyncConnection, seq: int) -> None:

@@ -318,12 +318,8 @@ class Collaboration(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    granter_token_id: Mapped[int] = mapped_column(
-        ForeignKey("agents.token_id", ondelete="CASCADE")
-    )
-    grantee_token_id: Mapped[int] = mapped_column(
-        ForeignKey("agents.token_id", ondelete="CASCADE")
-    )
+    granter_token_id: Mapped[int] = mapped_column(ForeignKey("agents.token_id", ondelete="CASCADE"))
+    grantee_token_id: Mapped[int] = mapped_column(ForeignKey("agents.token_id", ondelete="CASCADE"))
     granted_by: Mapped[str] = mapped_column(Address)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -393,6 +389,9 @@ class PushDelivery(Base):
     last_status: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The dispatcher that claimed it last, and until when no other may (None: unclaimed).
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 def table_of(model: type[Base]) -> Table:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +13,18 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inftd.agents.events import NewEvent, record_events
-from inftd.daemon.config import Settings
+from inftd.daemon.config import PushSettings, Settings
 from inftd.daemon.devnet import BUYER, FRIEND, Anvil
-from inftd.daemon.push import PushDispatcher, signature
+from inftd.daemon.errors import ConfigError
+from inftd.daemon.push import SEND_BATCH, PushDispatcher, push_cursor, signature
 from inftd.indexer.deployment import Deployment
+from inftd.store import migrate
+from inftd.store.db import create_async
+from inftd.store.models import Agent, PushDelivery, PushSubscription
 from tests.support.api import api_client, bearer, runtime_of, sign_in
 from tests.support.contracts import Contracts
 
@@ -148,3 +156,63 @@ async def test_only_the_owner_registers_and_only_public_http_urls(
             )
             assert response.status == 400, url
             assert "non-public" in (await response.json())["error"]["message"]
+
+
+@pytest.fixture
+async def engines(database_url: str) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
+    """Two engines on one migrated database with agent 1, a subscription, the push cursor."""
+    migrate.upgrade(database_url)
+    one, two = create_async(database_url), create_async(database_url)
+    owner = "0x" + "11" * 20
+    async with one.begin() as conn:
+        await conn.execute(
+            insert(Agent).values(
+                token_id=1, package_type=0, owner=owner, created_block=1, owner_since_block=1
+            )
+        )
+        await conn.execute(
+            insert(PushSubscription).values(
+                id=str(uuid.uuid4()), token_id=1, url="http://x/", secret="s", created_by=owner
+            )
+        )
+        await push_cursor(conn)
+    yield one, two
+    await one.dispose()
+    await two.dispose()
+
+
+async def test_dispatchers_claim_disjoint_deliveries_until_a_lease_expires(
+    engines: tuple[AsyncEngine, AsyncEngine],
+) -> None:
+    settings = PushSettings(timeout=1, lease=30)
+    first, second = (PushDispatcher(engine, settings) for engine in engines)
+    async with engines[0].begin() as conn:
+        events = [NewEvent("credits.changed", 1, {"n": n}) for n in range(SEND_BATCH + 10)]
+        await record_events(conn, events)
+    assert await first.enqueue() == len(events)
+    assert await second.enqueue() == 0  # the cursor moved past them
+    held = {row.id for row in await first.claim_due()}
+    rest = {row.id for row in await second.claim_due()}
+    assert (len(held), len(rest), held & rest) == (SEND_BATCH, 10, set())
+    assert await first.claim_due() == []  # every delivery is leased
+
+    # The first dispatcher's leases run out (as if it died): the second takes them over.
+    past = datetime(2000, 1, 1, tzinfo=UTC)
+    async with engines[0].begin() as conn:
+        await conn.execute(
+            update(PushDelivery).where(PushDelivery.id.in_(held)).values(lease_expires_at=past)
+        )
+    taken = await second.claim_due()
+    assert {row.id for row in taken} == held
+    await first._record(taken[0], 200, None)  # too late: its lease is gone, nothing changes
+    await second._record(taken[1], 200, None)
+    async with engines[1].connect() as conn:
+        rows = {r.id: r for r in await conn.execute(select(PushDelivery))}
+    assert (rows[taken[0].id].status, rows[taken[0].id].attempts) == ("pending", 0)
+    assert rows[taken[1].id].status == "delivered"
+    assert rows[taken[1].id].lease_owner == second.name
+
+
+def test_a_lease_must_outlast_an_attempt() -> None:
+    with pytest.raises(ConfigError, match=r"push: .*lease must exceed timeout"):
+        Settings.load(push={"timeout": 10, "lease": 10})
