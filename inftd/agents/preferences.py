@@ -1,4 +1,4 @@
-"""An agent's preferences: a small flat JSON object the owner sets as a whole.
+"""An agent's preferences: a small flat JSON object the owner sets as a whole or patches.
 
 Values are strings, numbers or booleans; at most ``MAX_KEYS`` keys of at most
 ``MAX_KEY_CHARS`` characters, and at most ``MAX_BYTES`` as compact JSON.
@@ -57,4 +57,27 @@ async def set_preferences(conn: AsyncConnection, token_id: int, value: Any) -> P
     )
     if result.rowcount != 1:
         raise UnknownAgent(token_id)
+    return preferences
+
+
+def merge_preferences(current: Preferences, patch: Any) -> Preferences:
+    """``current`` with a JSON merge patch (RFC 7396) applied: ``null`` deletes a key, any
+    other value sets it; the result is validated like a whole new set of preferences."""
+    if not isinstance(patch, dict):
+        raise BadPreferences("a merge patch must be a JSON object")
+    merged: dict[str, Any] = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return validate_preferences(merged)
+
+
+async def patch_preferences(conn: AsyncConnection, agent: Any, patch: Any) -> Preferences:
+    """Merge ``patch`` into the preferences of ``agent``, a row its writer holds locked."""
+    preferences = merge_preferences(dict(agent.preferences or {}), patch)
+    await conn.execute(
+        update(Agent).where(Agent.token_id == agent.token_id).values(preferences=preferences)
+    )
     return preferences

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,12 @@ def iso(value: datetime | None) -> str | None:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
+def reset_after(evolution: Mapping[str, Any] | None) -> int:
+    """Learning entries with ids up to this were reset (inftd.agents.learning): not shown."""
+    value = (evolution or {}).get("resetAfter")
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 async def agent_state(conn: AsyncConnection, token_id: int) -> dict[str, Any]:
     agent = (await conn.execute(select(Agent).where(Agent.token_id == token_id))).first()
     if agent is None:
@@ -35,9 +42,10 @@ async def agent_state(conn: AsyncConnection, token_id: int) -> dict[str, Any]:
         "reservedCredits": agent.reserved_credits,
         "availableCredits": agent.total_credits - agent.used_credits - agent.reserved_credits,
         "level": agent.level,
+        "experience": agent.experience,
         "agentMetadata": metadata.get("uri", ""),
         "agentStateHash": metadata.get("stateHash"),
-        "learningData": await _learning(conn, token_id),
+        "learningData": await _learning(conn, token_id, reset_after(agent.evolution)),
         "collectionInfluences": list(agent.collection_influences or []),
         "generatedContent": await _generated(conn, token_id),
         "lastActivity": iso(agent.last_activity),
@@ -45,10 +53,10 @@ async def agent_state(conn: AsyncConnection, token_id: int) -> dict[str, Any]:
     }
 
 
-async def _learning(conn: AsyncConnection, token_id: int) -> list[dict[str, Any]]:
+async def _learning(conn: AsyncConnection, token_id: int, after: int) -> list[dict[str, Any]]:
     rows = await conn.execute(
         select(LearningEntry)
-        .where(LearningEntry.token_id == token_id)
+        .where(LearningEntry.token_id == token_id, LearningEntry.id > after)
         .order_by(LearningEntry.id.desc())
         .limit(RECENT_ITEMS)
     )
