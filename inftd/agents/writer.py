@@ -29,7 +29,10 @@ async def lock_agent(conn: AsyncConnection, token_id: int) -> Any:
         raise UnknownAgent(token_id)
     query = select(Agent).where(Agent.token_id == token_id)
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+        # FOR NO KEY UPDATE: inserting a row that references another agent (a message, a
+        # grant) takes KEY SHARE on that agent, which FOR UPDATE would conflict with, so two
+        # agents writing to each other at once would deadlock. Agents' keys never change.
+        query = query.with_for_update(key_share=True)
     row = (await conn.execute(query)).first()
     if row is None:
         raise UnknownAgent(token_id)
