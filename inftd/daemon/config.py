@@ -74,6 +74,9 @@ class ApiSettings(_Section):
     rate_per_address: float = Field(10, gt=0)  # requests per second per signed-in address
     ws_queue: int = Field(256, ge=1, le=100_000)  # events queued per WebSocket before cut-off
     ws_heartbeat: float = Field(20, gt=0, le=600)  # seconds between WebSocket pings
+    # Seconds between reads of the events table when nothing wakes the hub (on PostgreSQL
+    # a NOTIFY from any process wakes it at once; this is the floor if a NOTIFY is lost).
+    hub_poll_interval: float = Field(0.5, gt=0, le=86_400)
 
     _split = field_validator("cors_origins", mode="before")(_split_csv)
 
@@ -84,6 +87,14 @@ class PushSettings(_Section):
     backoff_base: float = Field(1.0, gt=0, le=3600)  # seconds before the first retry
     backoff_max: float = Field(600, gt=0, le=86_400)  # longest wait between retries
     timeout: float = Field(10, gt=0, le=120)  # seconds per delivery attempt
+    # Seconds a dispatcher holds the deliveries it claimed; another takes them over after.
+    lease: float = Field(60, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_an_attempt(self) -> PushSettings:
+        if self.lease <= self.timeout:
+            raise ValueError("lease must exceed timeout, or a slow attempt is sent twice")
+        return self
 
 
 class ChainSettings(_Section):
@@ -162,6 +173,31 @@ class MemorySettings(_Section):
     top_k: int = Field(5, ge=1, le=100)  # memories a prompt draws on
 
 
+class ProvidersSettings(_Section):
+    """Where the AI providers are reached; their keys are secrets, read from the environment."""
+
+    openai_base_url: str | None = None  # None: the SDK's default (api.openai.com/v1)
+    gemini_base_url: str | None = None  # None: the SDK's default
+    cloudflare_base_url: str = "https://api.cloudflare.com"
+    cloudflare_account_id: str | None = None  # needed for Workers AI
+    # Seconds a provider call may go without progress (to connect, to start, between chunks).
+    timeout: float = Field(60, gt=0, le=600)
+    # Default models; None: the provider module's default (see inftd/daemon/providers/).
+    openai_text_model: str | None = None  # gpt-5.4-mini
+    openai_image_model: str | None = None  # gpt-image-1-mini
+    gemini_text_model: str | None = None  # gemini-3.1-flash-lite
+    gemini_image_model: str | None = None  # gemini-3.1-flash-image
+    cloudflare_text_model: str | None = None  # @cf/meta/llama-3.1-8b-instruct
+    cloudflare_image_model: str | None = None  # @cf/black-forest-labs/flux-1-schnell
+
+    @field_validator("openai_base_url", "gemini_base_url", "cloudflare_base_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        return url
+
+
 class _TomlSource(PydanticBaseSettingsSource):
     """The TOML file's values, set by ``Settings.load`` for the duration of one build."""
 
@@ -185,6 +221,7 @@ class Settings(BaseSettings):
     chain: ChainSettings = ChainSettings()
     push: PushSettings = PushSettings()
     memory: MemorySettings = MemorySettings()
+    providers: ProvidersSettings = ProvidersSettings()
     packages: list[PackageTypeSettings] = DEFAULT_PACKAGES
     credit_price_wei: int = Field(10**14, gt=0)  # top-up price of one credit
 

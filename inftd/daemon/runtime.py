@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from inftd.agents.embeddings import Embedder
 from inftd.agents.writer import AgentWriter
 from inftd.daemon.auth import TokenSigner
 from inftd.daemon.config import Settings
+from inftd.daemon.embedders import build_embedder, close_embedder
 from inftd.daemon.errors import DaemonError
 from inftd.daemon.hub import Hub
 from inftd.indexer.deployment import Deployment
@@ -37,6 +39,7 @@ class Runtime:
     webhooks: WebhookIngest
     tokens: TokenSigner  # signs and checks sign-in bearer tokens
     hub: Hub
+    embedder: Embedder  # memories' vectors, built from settings.memory
     replay_guard: ReplayGuard = field(default_factory=ReplayGuard)
     webhook_counts: Counter[str] = field(default_factory=Counter)
     started_at: float = field(default_factory=time.monotonic)
@@ -76,6 +79,7 @@ async def check_chain(rpc: ChainRpc, deployment: Deployment) -> None:
 
 @asynccontextmanager
 async def open_runtime(settings: Settings, deployment: Deployment) -> AsyncIterator[Runtime]:
+    embedder = build_embedder(settings)  # first: a missing key fails before anything opens
     engine = create_async(settings.database)
     rpc = ChainRpc(settings.chain.http_urls)
     try:
@@ -83,7 +87,7 @@ async def open_runtime(settings: Settings, deployment: Deployment) -> AsyncItera
         await check_chain(rpc, deployment)
         await bind_chain(engine, deployment.identity())
         indexer = Indexer(rpc, engine, deployment, indexer_config(settings))
-        hub = Hub(engine)
+        hub = Hub(engine, settings.api.hub_poll_interval)
         indexer.on_commit = hub.poke
         webhooks = WebhookIngest(rpc, engine, indexer.decoder, deployment.chain_id)
         yield Runtime(
@@ -95,7 +99,9 @@ async def open_runtime(settings: Settings, deployment: Deployment) -> AsyncItera
             webhooks=webhooks,
             tokens=TokenSigner.from_settings(settings),
             hub=hub,
+            embedder=embedder,
         )
     finally:
+        await close_embedder(embedder)
         await rpc.close()
         await engine.dispose()
