@@ -7,17 +7,25 @@ How each kind moves the three balances (available = total - used - reserved):
     commit                 reserved -= amount, used += amount
     release                reserved -= amount
     refund                 used     -= amount
+
+Entries are only ever appended; ``inftd.agents.credits`` writes them under the agent's lock
+and moves the cached columns in the same statement group, so the two never disagree.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from inftd.store.models import Agent, CreditEntry
+from inftd.agents.errors import UnknownAgent
+from inftd.agents.owners import MAX_STORED_TOKEN_ID
+from inftd.agents.views import iso
+from inftd.store.models import Agent, CreditEntry, utcnow
 
 TOTAL_KINDS = ("grant", "topup", "adjust")
 KINDS = (*TOTAL_KINDS, "reserve", "commit", "release", "refund")
@@ -32,6 +40,72 @@ class Balances:
     @property
     def available(self) -> int:
         return self.total - self.used - self.reserved
+
+    def __add__(self, other: Balances) -> Balances:
+        return Balances(
+            self.total + other.total, self.used + other.used, self.reserved + other.reserved
+        )
+
+    def as_json(self) -> dict[str, int]:
+        """With the seed's field names."""
+        return {
+            "totalCredits": self.total,
+            "usedCredits": self.used,
+            "reservedCredits": self.reserved,
+            "availableCredits": self.available,
+        }
+
+
+NO_CHANGE = Balances(0, 0, 0)
+_EFFECT = {  # per credit of the entry: (total, used, reserved)
+    **{kind: (1, 0, 0) for kind in TOTAL_KINDS},
+    "reserve": (0, 0, 1),
+    "commit": (0, 1, -1),
+    "release": (0, 0, -1),
+    "refund": (0, -1, 0),
+}
+
+
+def effect(kind: str, amount: int) -> Balances:
+    """How an entry moves the balances (a change, not balances)."""
+    total, used, reserved = _EFFECT[kind]
+    return Balances(total * amount, used * amount, reserved * amount)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    id: int
+    token_id: int
+    kind: str
+    amount: int
+    key: str
+    generation_id: str | None
+    note: str | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> LedgerEntry:
+        return cls(
+            row.id,
+            row.token_id,
+            row.kind,
+            row.amount,
+            row.idempotency_key,
+            row.generation_id,
+            row.note,
+            row.created_at,
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """For the owner: the key is left out (it is ours, built from the caller's)."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "amount": self.amount,
+            "generationId": self.generation_id,
+            "note": self.note,
+            "createdAt": iso(self.created_at),
+        }
 
 
 def grant_entry(
@@ -96,3 +170,103 @@ async def refresh_balances(conn: AsyncConnection, token_id: int) -> Balances:
         )
     )
     return balances
+
+
+async def cached_balances(conn: AsyncConnection, token_id: int) -> Balances:
+    """The balances cached on the agent row (equal to the ledger's; a test checks it)."""
+    if not 0 <= token_id <= MAX_STORED_TOKEN_ID:
+        raise UnknownAgent(token_id)
+    row = (
+        await conn.execute(
+            select(Agent.total_credits, Agent.used_credits, Agent.reserved_credits).where(
+                Agent.token_id == token_id
+            )
+        )
+    ).first()
+    if row is None:
+        raise UnknownAgent(token_id)
+    return Balances(int(row[0]), int(row[1]), int(row[2]))
+
+
+async def entries_with_keys(conn: AsyncConnection, keys: Sequence[str]) -> list[LedgerEntry]:
+    """The entries stored under any of ``keys``, oldest first."""
+    rows = await conn.execute(
+        select(CreditEntry).where(CreditEntry.idempotency_key.in_(keys)).order_by(CreditEntry.id)
+    )
+    return [LedgerEntry.from_row(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    kind: str
+    amount: int  # positive; only an ``adjust`` may be negative (it lowers the total)
+    key: str
+    generation_id: str | None = None
+    note: str | None = None
+
+
+async def append_entries(
+    conn: AsyncConnection, token_id: int, entries: Sequence[NewEntry]
+) -> list[LedgerEntry]:
+    """Append entries in one statement (the caller holds the agent and moves the cache with
+    ``move_cached``); the stored entries, oldest first."""
+    for e in entries:
+        assert e.kind in KINDS, e.kind
+        assert e.amount > 0 or (e.kind == "adjust" and e.amount < 0), e.amount
+    rows = await conn.execute(
+        insert(CreditEntry)
+        .values(
+            [
+                {
+                    "token_id": token_id,
+                    "kind": e.kind,
+                    "amount": e.amount,
+                    "idempotency_key": e.key,
+                    "generation_id": e.generation_id,
+                    "note": e.note,
+                }
+                for e in entries
+            ]
+        )
+        .returning(CreditEntry)
+    )
+    return sorted((LedgerEntry.from_row(r) for r in rows), key=lambda e: e.id)
+
+
+async def move_cached(conn: AsyncConnection, token_id: int, change: Balances) -> Balances | None:
+    """Add ``change`` to the cached balances unless one would go negative; the new balances.
+
+    The condition is part of the UPDATE, so even a writer that skipped the agent's lock
+    could not take credits that are not there: it gets None and must roll back.
+    """
+    total = Agent.total_credits + change.total
+    used = Agent.used_credits + change.used
+    reserved = Agent.reserved_credits + change.reserved
+    row = (
+        await conn.execute(
+            update(Agent)
+            .where(
+                Agent.token_id == token_id, used >= 0, reserved >= 0, total - used - reserved >= 0
+            )
+            .values(
+                total_credits=total,
+                used_credits=used,
+                reserved_credits=reserved,
+                last_activity=utcnow(),
+            )
+            .returning(Agent.total_credits, Agent.used_credits, Agent.reserved_credits)
+        )
+    ).first()
+    return None if row is None else Balances(int(row[0]), int(row[1]), int(row[2]))
+
+
+async def ledger_page(
+    conn: AsyncConnection, token_id: int, limit: int, before: int | None = None
+) -> tuple[list[LedgerEntry], int | None]:
+    """Up to ``limit`` entries older than entry ``before``, newest first, and the next cursor."""
+    query = select(CreditEntry).where(CreditEntry.token_id == token_id)
+    if before is not None:
+        query = query.where(CreditEntry.id < before)
+    rows = (await conn.execute(query.order_by(CreditEntry.id.desc()).limit(limit + 1))).all()
+    entries = [LedgerEntry.from_row(r) for r in rows[:limit]]
+    return entries, entries[-1].id if len(rows) > limit else None
