@@ -107,7 +107,8 @@ async def grant(
 async def revoke(conn: AsyncConnection, granter: int, grantee: int) -> Grant:
     """End an active grant; the caller holds the granter's writer. Raises
     ``UnknownCollaboration`` if there is none."""
-    existing = await _stored(conn, granter, grantee)
+    stored = 0 <= grantee <= MAX_STORED_TOKEN_ID  # a larger id is no agent (nor a BIGINT)
+    existing = await _stored(conn, granter, grantee) if stored else None
     if existing is None or not existing.active:
         raise UnknownCollaboration(granter, grantee)
     now = utcnow()

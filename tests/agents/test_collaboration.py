@@ -107,6 +107,8 @@ async def test_revoke_ends_it_and_a_new_grant_reactivates_the_same_pair(
         assert await collaborations(conn, 2) == {"granted": [], "received": []}
     with pytest.raises(UnknownCollaboration):
         await revoke_as(engine, 1, 2)  # already revoked
+    with pytest.raises(UnknownCollaboration):
+        await revoke_as(engine, 1, 2**64)  # beyond BIGINT: no agent, not a database error
     again, new = await grant_as(engine, 1, 2, by=BOB)
     assert (new, again.granted_by) == (True, BOB)
     assert await borrow(engine, 1, 2)
