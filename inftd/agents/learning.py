@@ -60,7 +60,7 @@ from inftd.agents.errors import (
     UnknownGeneration,
 )
 from inftd.agents.events import NewEvent, record_events
-from inftd.agents.memory import remember
+from inftd.agents.memory import DEFAULT_MAX_PER_AGENT, remember
 from inftd.agents.views import iso, reset_after
 from inftd.agents.writer import AgentWriter
 from inftd.store.models import Agent, Generation, LearningEntry, table_of
@@ -459,6 +459,8 @@ async def record_feedback(
     generation_id: str,
     feedback: Feedback,
     now: datetime,
+    *,
+    bound: int = DEFAULT_MAX_PER_AGENT,
 ) -> FeedbackOutcome:
     """Feedback on one of ``agent``'s generations, in its writer transaction (``agent`` is
     the locked row). Raises ``UnknownGeneration``, ``GenerationNotSucceeded`` or
@@ -474,7 +476,16 @@ async def record_feedback(
     await record_events(conn, events)
     text = _memory_text(generation, feedback, None)
     importance = _importance(feedback.rating, 1.0)
-    await remember(conn, embedder, agent.token_id, MEMORY_KIND, text, importance, generation_id)
+    await remember(
+        conn,
+        embedder,
+        agent.token_id,
+        MEMORY_KIND,
+        text,
+        importance,
+        generation_id,
+        max_per_agent=bound,
+    )
     collaborator = generation.collaborator_token_id
     if collaborator == agent.token_id:
         collaborator = None
@@ -482,7 +493,13 @@ async def record_feedback(
 
 
 async def teach_collaborator(
-    conn: AsyncConnection, embedder: Embedder, agent: Any, generation_id: str, now: datetime
+    conn: AsyncConnection,
+    embedder: Embedder,
+    agent: Any,
+    generation_id: str,
+    now: datetime,
+    *,
+    bound: int = DEFAULT_MAX_PER_AGENT,
 ) -> bool:
     """The lesson of a collaborative generation for its collaborator ``agent`` (locked row),
     from the rater's feedback; once. Returns whether it taught anything now."""
@@ -497,7 +514,16 @@ async def teach_collaborator(
     await record_events(conn, events)
     text = _memory_text(generation, feedback, generation.token_id)
     importance = _importance(feedback.rating, COLLABORATOR_SHARE)
-    await remember(conn, embedder, agent.token_id, MEMORY_KIND, text, importance, generation_id)
+    await remember(
+        conn,
+        embedder,
+        agent.token_id,
+        MEMORY_KIND,
+        text,
+        importance,
+        generation_id,
+        max_per_agent=bound,
+    )
     return True
 
 
@@ -507,25 +533,33 @@ async def give_feedback(
     generation_id: str,
     feedback: Feedback,
     now: datetime,
+    bound: int = DEFAULT_MAX_PER_AGENT,  # memories kept per agent (settings.memory)
 ) -> FeedbackOutcome:
     """Feedback on a generation: its agent learns, then its collaborator (if any)."""
     async with writer.engine.connect() as conn:
         token_id = await generation_token(conn, generation_id)
     async with writer.write(token_id) as (conn, agent):
-        outcome = await record_feedback(conn, embedder, agent, generation_id, feedback, now)
+        outcome = await record_feedback(
+            conn, embedder, agent, generation_id, feedback, now, bound=bound
+        )
     if outcome.collaborator is not None:
-        await _teach_later(writer, embedder, outcome.collaborator, generation_id, now)
+        await _teach_later(writer, embedder, outcome.collaborator, generation_id, now, bound)
     return outcome
 
 
 async def _teach_later(
-    writer: AgentWriter, embedder: Embedder, token_id: int, generation_id: str, now: datetime
+    writer: AgentWriter,
+    embedder: Embedder,
+    token_id: int,
+    generation_id: str,
+    now: datetime,
+    bound: int,
 ) -> bool:
     """The collaborator's lesson; a failure is logged and left to ``catch_up_collaborators``
     (the feedback itself is committed already)."""
     try:
         async with writer.write(token_id) as (conn, agent):
-            return await teach_collaborator(conn, embedder, agent, generation_id, now)
+            return await teach_collaborator(conn, embedder, agent, generation_id, now, bound=bound)
     except UnknownAgent:
         return False  # the collaborator is gone (a reorg removed it)
     except Exception:
@@ -564,7 +598,11 @@ async def untaught_collaborations(conn: AsyncConnection, limit: int) -> list[tup
 
 
 async def catch_up_collaborators(
-    writer: AgentWriter, embedder: Embedder, now: datetime, limit: int = 100
+    writer: AgentWriter,
+    embedder: Embedder,
+    now: datetime,
+    limit: int = 100,
+    bound: int = DEFAULT_MAX_PER_AGENT,
 ) -> int:
     """Teach collaborators the lessons a crash left untaught; returns how many were taught.
     For the scheduler (and a start of the daemon)."""
@@ -572,7 +610,7 @@ async def catch_up_collaborators(
         pending = await untaught_collaborations(conn, limit)
     taught = 0
     for token_id, generation_id in pending:
-        taught += await _teach_later(writer, embedder, token_id, generation_id, now)
+        taught += await _teach_later(writer, embedder, token_id, generation_id, now, bound)
     return taught
 
 

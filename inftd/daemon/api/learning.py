@@ -96,7 +96,12 @@ async def post_feedback(request: web.Request) -> web.Response:
     now = datetime.now(UTC)
     try:
         outcome = await give_feedback(
-            runtime.writer, runtime.embedder, generation_id, feedback, now
+            runtime.writer,
+            runtime.embedder,
+            generation_id,
+            feedback,
+            now,
+            runtime.settings.memory.max_per_agent,
         )
         await refresh_influences_of(runtime.writer, token_id, now)
     except UnknownGeneration as exc:
