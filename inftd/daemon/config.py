@@ -176,12 +176,15 @@ class MemorySettings(_Section):
 class ProvidersSettings(_Section):
     """Where the AI providers are reached; their keys are secrets, read from the environment."""
 
-    openai_base_url: str | None = None  # None: the SDK's default (api.openai.com/v1)
-    gemini_base_url: str | None = None  # None: the SDK's default
+    # Explicit, so the SDKs never fall back to OPENAI_BASE_URL or similar environment.
+    openai_base_url: str = "https://api.openai.com/v1"
+    gemini_base_url: str = "https://generativelanguage.googleapis.com/"
     cloudflare_base_url: str = "https://api.cloudflare.com"
     cloudflare_account_id: str | None = None  # needed for Workers AI
     # Seconds a provider call may go without progress (to connect, to start, between chunks).
     timeout: float = Field(60, gt=0, le=600)
+    # Seconds an image call may take: no byte of an image comes before it is done.
+    image_timeout: float = Field(180, gt=0, le=1800)
     # Default models; None: the provider module's default (see inftd/daemon/providers/).
     openai_text_model: str | None = None  # gpt-5.4-mini
     openai_image_model: str | None = None  # gpt-image-1-mini
@@ -196,6 +199,106 @@ class ProvidersSettings(_Section):
         if url is not None and not url.startswith(("http://", "https://")):
             raise ValueError(f"not an http(s) URL: {url!r}")
         return url
+
+
+class TierRouting(_Section):
+    """How one package tier is routed (``routing.tiers``, by package type)."""
+
+    cost_weight: float = Field(1.0, ge=0, le=100)  # how much price counts in the score
+    # Models this tier uses instead of a provider's default: "provider.capability" -> model,
+    # e.g. {"openai.text": "gpt-5.4"} (premium models for higher tiers).
+    models: dict[str, str] = {}
+
+
+DEFAULT_TIERS = {
+    0: TierRouting(cost_weight=1.0),
+    1: TierRouting(cost_weight=0.6),
+    2: TierRouting(
+        cost_weight=0.25,
+        models={"openai.text": "gpt-5.4", "gemini.text": "gemini-3.5-flash"},
+    ),
+}
+
+
+class RoutingSettings(_Section):
+    """How the router picks providers, cools failing ones down and caches answers, and the
+    strategies' budgets (see inftd/daemon/generation/router.py and strategies.py)."""
+
+    # Score terms (lower wins): price relative to the dearest candidate, latency relative
+    # to the slowest, recent error rate, calls in flight; learned hints pull a candidate up.
+    cost_weight: float = Field(1.0, ge=0, le=100)
+    latency_weight: float = Field(0.3, ge=0, le=100)
+    error_weight: float = Field(1.0, ge=0, le=100)
+    load_weight: float = Field(0.2, ge=0, le=100)
+    hint_weight: float = Field(1.0, ge=0, le=100)
+    tiers: dict[int, TierRouting] = DEFAULT_TIERS  # a type not listed takes the next lower
+    local_last: bool = True  # the offline provider only after every remote one failed
+    latency_alpha: float = Field(0.3, gt=0, le=1)  # weight of the newest latency in the EMA
+    error_window: int = Field(20, ge=1, le=10_000)  # recent calls the error rate counts
+    allowed_fails: int = Field(0, ge=0, le=100)  # failures in a row before a cooldown
+    cooldown_base: float = Field(5, gt=0, le=3600)  # seconds of the first cooldown; doubles
+    cooldown_max: float = Field(300, gt=0, le=86_400)  # longest cooldown (Retry-After too)
+    park_seconds: float = Field(3600, gt=0, le=7 * 86_400)  # bad key or no quota: parked
+    timeout_grace: float = Field(5, ge=0, le=600)  # beyond a provider's own timeout
+    cache: bool = True  # answer a repeated request (same prompt, params, model) from memory
+    cache_ttl: float = Field(3600, gt=0, le=30 * 86_400)
+    cache_max_entries: int = Field(256, ge=1, le=1_000_000)
+    cache_max_bytes: int = Field(64 << 20, ge=1024)
+    # Strategies.
+    max_tokens: int = Field(1024, ge=16, le=100_000)  # text output, standard quality
+    max_tokens_high: int = Field(2048, ge=16, le=100_000)  # text output, high quality
+    judge_provider: str | None = None  # None: the judge is routed like any text call
+    planner_provider: str | None = None
+    evaluate_threshold: float = Field(8.0, ge=0, le=10)  # score that ends the loop
+    evaluate_rounds: int = Field(3, ge=1, le=10)  # drafts at most
+    orchestrate_parts: int = Field(4, ge=2, le=16)  # parts when the request names none
+    orchestrate_max_parts: int = Field(8, ge=2, le=16)
+    orchestrate_concurrency: int = Field(3, ge=1, le=16)  # parts in flight at once
+    job_budget_usd: float = Field(0.50, gt=0, le=1000)  # provider spend one job may make
+
+    @model_validator(mode="after")
+    def _cooldowns_ordered(self) -> RoutingSettings:
+        if self.cooldown_base > self.cooldown_max:
+            raise ValueError("cooldown_base must not exceed cooldown_max")
+        return self
+
+
+class GenerationSettings(_Section):
+    """The generation queue and its worker (see inftd/daemon/generation/)."""
+
+    worker: bool = True  # run the worker in this process (False: API only)
+    concurrency: int = Field(4, ge=1, le=1000)  # jobs this process runs at once
+    per_agent_concurrency: int = Field(1, ge=1, le=100)  # one agent's running jobs, all processes
+    poll_interval: float = Field(1.0, gt=0, le=3600)  # seconds between claims when nothing wakes it
+    lease: float = Field(30, gt=0, le=3600)  # seconds a claim holds a job; renewed while it runs
+    max_attempts: int = Field(3, ge=1, le=100)  # runs of one job before it fails for good
+    backoff_base: float = Field(2.0, gt=0, le=3600)  # seconds before the first retry
+    backoff_max: float = Field(300, gt=0, le=86_400)  # longest wait between retries
+    job_timeout: float = Field(300, gt=0, le=86_400)  # seconds one run may take
+    shutdown_grace: float = Field(20, ge=0, le=3600)  # seconds running jobs get to finish on stop
+    content_dir: Path | None = None  # default: <data_dir>/content
+    # The URL clients reach this API at: content URIs (and so minted NFTs) point there.
+    # None: URIs are the path alone, /v1/content/<sha256>.
+    public_url: str | None = None
+    progress_interval: float = Field(0.05, ge=0, le=60)  # seconds of streamed text per event
+    progress_chars: int = Field(200, ge=1, le=100_000)  # ...or this many characters
+    probe_interval: float = Field(300, ge=0, le=86_400)  # provider health probes (0: off)
+    learning_interval: float = Field(600, gt=0, le=86_400)  # consolidation of learning
+    cleanup_interval: float = Field(3600, gt=0, le=86_400)
+    progress_retention: float = Field(86_400, gt=0)  # seconds progress events are kept
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_http_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        return url.rstrip("/") if url is not None else None
+
+    @model_validator(mode="after")
+    def _backoff_ordered(self) -> GenerationSettings:
+        if self.backoff_max < self.backoff_base:
+            raise ValueError("backoff_max must be at least backoff_base")
+        return self
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -222,6 +325,8 @@ class Settings(BaseSettings):
     push: PushSettings = PushSettings()
     memory: MemorySettings = MemorySettings()
     providers: ProvidersSettings = ProvidersSettings()
+    generation: GenerationSettings = GenerationSettings()
+    routing: RoutingSettings = RoutingSettings()
     packages: list[PackageTypeSettings] = DEFAULT_PACKAGES
     credit_price_wei: int = Field(10**14, gt=0)  # top-up price of one credit
 
@@ -262,6 +367,10 @@ class Settings(BaseSettings):
     @property
     def database(self) -> str:
         return self.database_url or sqlite_url(self.data_dir / "inftd.db")
+
+    @property
+    def content_dir(self) -> Path:
+        return self.generation.content_dir or self.data_dir / "content"
 
     @property
     def deployment_path(self) -> Path:

@@ -65,8 +65,11 @@ def add_embeddings(app: web.Application) -> None:
 
 
 def create_app(fake: Fake) -> web.Application:
+    from tests.support.fakes.cloudflare_generate import add_generation  # it imports this module
+
     app = app_of(fake)
     app[MODELS] = {}
     app.router.add_post("/client/v4/accounts/{account}/ai/run/{model:.+}", run)
     add_embeddings(app)
+    add_generation(app)
     return app

@@ -81,9 +81,12 @@ def add_embeddings(app: web.Application) -> None:
 
 
 def create_app(fake: Fake) -> web.Application:
+    from tests.support.fakes.gemini_generate import add_generation  # it imports this module
+
     app = app_of(fake)
     app[METHODS] = {}
     for version in ("v1", "v1beta"):  # the SDK's default API version moved between them
         app.router.add_post(f"/{version}/models/{{call}}", dispatch)
     add_embeddings(app)
+    add_generation(app)
     return app

@@ -82,6 +82,9 @@ def add_embeddings(app: web.Application) -> None:
 
 
 def create_app(fake: Fake) -> web.Application:
+    from tests.support.fakes.openai_generate import add_generation  # it imports this module
+
     app = app_of(fake)
     add_embeddings(app)
+    add_generation(app)
     return app

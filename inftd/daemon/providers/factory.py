@@ -1,0 +1,89 @@
+"""The daemon's providers, built once from the settings.
+
+The local provider is always there. OpenAI, Gemini and Cloudflare join when their key is
+in the environment (``INFTD_OPENAI_API_KEY``, ``INFTD_GEMINI_API_KEY``,
+``INFTD_CLOUDFLARE_API_TOKEN`` with ``providers.cloudflare_account_id``); their base URLs,
+models and timeouts come from ``settings.providers``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from pydantic import SecretStr
+
+from inftd.daemon.config import Settings
+from inftd.daemon.providers.base import Provider
+from inftd.daemon.providers.cloudflare import BASE_URL, CloudflareProvider
+from inftd.daemon.providers.gemini import GeminiProvider
+from inftd.daemon.providers.local import LocalProvider
+from inftd.daemon.providers.openai import OpenAIProvider
+
+log = logging.getLogger(__name__)
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None and value.get_secret_value() else None
+
+
+def build_providers(settings: Settings) -> dict[str, Provider]:
+    """Every provider the settings enable, by name; ``local`` first and always."""
+    config = settings.providers
+    timeout, image_timeout = config.timeout, config.image_timeout
+    providers: dict[str, Provider] = {"local": LocalProvider(timeout, image_timeout)}
+    if key := _secret(settings.openai_api_key):
+        providers["openai"] = OpenAIProvider(
+            key,
+            base_url=config.openai_base_url,
+            timeout=timeout,
+            image_timeout=image_timeout,
+            text_model=config.openai_text_model,
+            image_model=config.openai_image_model,
+        )
+    if key := _secret(settings.gemini_api_key):
+        providers["gemini"] = GeminiProvider(
+            key,
+            base_url=config.gemini_base_url,
+            timeout=timeout,
+            image_timeout=image_timeout,
+            text_model=config.gemini_text_model,
+            image_model=config.gemini_image_model,
+        )
+    token = _secret(settings.cloudflare_api_token)
+    if token and not config.cloudflare_account_id:
+        log.warning(
+            "INFTD_CLOUDFLARE_API_TOKEN is set but providers.cloudflare_account_id is not: "
+            "Workers AI stays off"
+        )
+    elif token and config.cloudflare_account_id:
+        providers["cloudflare"] = CloudflareProvider(
+            token,
+            config.cloudflare_account_id,
+            base_url=config.cloudflare_base_url or BASE_URL,
+            timeout=timeout,
+            image_timeout=image_timeout,
+            text_model=config.cloudflare_text_model,
+            image_model=config.cloudflare_image_model,
+        )
+    return providers
+
+
+async def close_providers(providers: Mapping[str, Provider]) -> None:
+    """Close every provider's HTTP clients, even if one fails to."""
+    for name, provider in providers.items():
+        try:
+            await provider.close()
+        except Exception:
+            log.exception("closing the %s provider failed", name)
+
+
+@asynccontextmanager
+async def open_providers(settings: Settings) -> AsyncIterator[dict[str, Provider]]:
+    """The configured providers, closed on exit."""
+    providers = build_providers(settings)
+    try:
+        yield providers
+    finally:
+        await close_providers(providers)
