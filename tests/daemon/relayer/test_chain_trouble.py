@@ -1,0 +1,191 @@
+"""The chain misbehaves: a transaction that is not mined gets a fee bump at its nonce, and
+another transaction of the same key spends a nonce the relayer had: the gap is repaired."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from inftd.daemon.devnet import BUYER, FRIEND, MINTER, Anvil, rpc_call
+from inftd.daemon.relayer.context import Hooks
+from inftd.daemon.relayer.store import NewAttempt
+from inftd.indexer.follower import Indexer
+from inftd.store.models import RelayerNonce
+from tests.daemon.relayer.conftest import (
+    Crash,
+    MakeRelayer,
+    assert_minted_once,
+    attempts,
+    finish_generations,
+    minter_nonce,
+    mints,
+    settle,
+)
+from tests.support.contracts import Contracts
+
+REPLACE_AFTER = 2  # blocks
+
+
+@contextmanager
+def manual_mining(chain: Anvil) -> Iterator[str]:
+    """Blocks only when the test mines them; after, automine, an empty pool and the base
+    fee as it was (Anvil's evm_revert keeps the base fee of the reverted blocks)."""
+    history = rpc_call(chain.url, "eth_feeHistory", ["0x1", "latest", []])
+    rpc_call(chain.url, "evm_setAutomine", [False])
+    try:
+        yield chain.url
+    finally:
+        rpc_call(chain.url, "anvil_dropAllTransactions")
+        rpc_call(chain.url, "anvil_setNextBlockBaseFeePerGas", [history["baseFeePerGas"][-1]])
+        rpc_call(chain.url, "evm_setAutomine", [True])
+
+
+class CrashAfterStore(Hooks):
+    async def after_store(self, attempts: Sequence[NewAttempt]) -> None:
+        raise Crash("after store")
+
+
+def outside_transaction(chain: Anvil, nonce: int | None = None) -> str:
+    """A transfer signed with the minter's key by someone else (Anvil holds the key)."""
+    tx = {"from": MINTER.address, "to": FRIEND.address, "value": hex(1)}
+    if nonce is not None:
+        tx["nonce"] = hex(nonce)
+    return str(rpc_call(chain.url, "eth_sendTransaction", [tx]))
+
+
+async def test_a_transaction_not_mined_in_time_is_replaced_at_its_nonce(
+    chain: Anvil,
+    contracts: Contracts,
+    engine: AsyncEngine,
+    indexer: Indexer,
+    make_relayer: MakeRelayer,
+) -> None:
+    token = contracts.buy(0, BUYER.address)
+    await indexer.sync_once()
+    (gid,) = await finish_generations(engine, token, 1)
+    relayer = make_relayer(replace_after_blocks=REPLACE_AFTER)
+    with manual_mining(chain) as url:
+        await relayer.step()
+        (first,) = await attempts(engine)
+        assert first.broadcast_at is not None
+        # Base fee far above the transaction's cap: the blocks leave it out.
+        rpc_call(url, "anvil_setNextBlockBaseFeePerGas", [hex(int(first.max_fee_per_gas) * 10)])
+        for _ in range(REPLACE_AFTER):
+            rpc_call(url, "evm_mine")
+        assert minter_nonce(contracts) == first.nonce  # not mined
+
+        await relayer.step()
+        first, second = await attempts(engine)
+        assert second.nonce == first.nonce
+        assert second.max_fee_per_gas > first.max_fee_per_gas
+        assert second.max_priority_fee_per_gas >= first.max_priority_fee_per_gas * 120 // 100
+        rpc_call(url, "evm_mine")
+        await settle(relayer)
+
+    first, second = await attempts(engine)
+    assert (first.outcome, second.outcome) == ("replaced", "mined")
+    row = (await mints(engine))[gid]
+    assert row.tx_hash == second.tx_hash
+    assert_minted_once(contracts, await mints(engine), BUYER.address)
+
+
+async def test_a_nonce_spent_by_another_transaction_of_the_key_is_repaired(
+    chain: Anvil,
+    contracts: Contracts,
+    engine: AsyncEngine,
+    indexer: Indexer,
+    make_relayer: MakeRelayer,
+) -> None:
+    token = contracts.buy(0, BUYER.address)
+    await indexer.sync_once()
+    (gid,) = await finish_generations(engine, token, 1)
+    with pytest.raises(Crash):
+        await settle(make_relayer(CrashAfterStore()))
+    (stored,) = await attempts(engine)
+    outside_transaction(chain)  # takes the nonce the stored transaction was signed with
+    assert minter_nonce(contracts) == stored.nonce + 1
+
+    await settle(make_relayer())
+
+    dropped, again = await attempts(engine)
+    assert (dropped.tx_hash, dropped.outcome) == (stored.tx_hash, "dropped")
+    assert (again.nonce, again.outcome) == (stored.nonce + 1, "mined")
+    assert_minted_once(contracts, await mints(engine), BUYER.address)
+    assert (await mints(engine))[gid].error is None
+
+    # The key used twice more while nothing is in flight: the counter catches up.
+    outside_transaction(chain)
+    outside_transaction(chain)
+    (later,) = await finish_generations(engine, token, 1)
+    await settle(make_relayer())
+    newest = (await attempts(engine))[-1]
+    assert newest.nonce == again.nonce + 3
+    assert_minted_once(contracts, await mints(engine), BUYER.address)
+    async with engine.connect() as conn:
+        assert await conn.scalar(select(RelayerNonce.next_nonce)) == newest.nonce + 1
+    assert later in await mints(engine)
+
+
+async def test_the_counter_starts_after_a_transaction_of_the_key_in_the_pool(
+    chain: Anvil,
+    contracts: Contracts,
+    engine: AsyncEngine,
+    indexer: Indexer,
+    make_relayer: MakeRelayer,
+) -> None:
+    token = contracts.buy(0, BUYER.address)
+    await indexer.sync_once()
+    await finish_generations(engine, token, 2)
+    relayer = make_relayer(replace_after_blocks=REPLACE_AFTER)
+    start = minter_nonce(contracts)
+    with manual_mining(chain) as url:
+        outside = outside_transaction(chain)  # in the pool, not mined: "pending" counts it
+        for _ in range(10):
+            await relayer.step()
+            rpc_call(url, "evm_mine")
+        await settle(relayer)
+    assert_minted_once(contracts, await mints(engine), BUYER.address)
+    mined = sorted(a.nonce for a in await attempts(engine) if a.outcome == "mined")
+    assert mined == [start + 1, start + 2]
+    receipt = rpc_call(chain.url, "eth_getTransactionReceipt", [outside])
+    assert receipt["status"] == "0x1"  # not overwritten
+
+
+async def test_a_mint_is_confirmed_at_depth_and_sent_again_when_a_reorg_drops_it(
+    chain: Anvil,
+    contracts: Contracts,
+    engine: AsyncEngine,
+    indexer: Indexer,
+    make_relayer: MakeRelayer,
+) -> None:
+    token = contracts.buy(0, BUYER.address)
+    await indexer.sync_once()
+    (gid,) = await finish_generations(engine, token, 1)
+    relayer = make_relayer(confirmations=2)
+    before = contracts.snapshot()
+    await relayer.step()  # sent, and mined at once (automine)
+    await relayer.step()
+    mined = (await mints(engine))[gid]
+    assert mined.status == "mined"  # not yet 2 blocks deep
+    assert mined.nft_token_id is not None
+
+    contracts.revert(before)  # the block is gone, as in a reorg
+    await relayer.step()
+    assert (await mints(engine))[gid].status == "sent"
+    for _ in range(20):
+        await relayer.step()  # the same signed bytes sent again, mined again
+        if (await mints(engine))[gid].status == "mined":
+            break
+    contracts.mine(2)
+    await settle(relayer)
+
+    row = (await mints(engine))[gid]
+    assert (row.status, row.tx_hash) == ("confirmed", mined.tx_hash)
+    assert row.block_number is not None
+    assert row.block_number + 2 <= contracts.head()
+    assert [a.outcome for a in await attempts(engine)] == ["mined"]
+    assert_minted_once(contracts, await mints(engine), BUYER.address)

@@ -1,0 +1,57 @@
+"""200 generations finishing at once, two relayers sharing the database and the key (two
+processes would share them the same way): each generation minted once, each nonce used
+by exactly one mint."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from inftd.daemon.devnet import BUYER, FRIEND
+from inftd.daemon.relayer.relayer import Relayer
+from inftd.indexer.follower import Indexer
+from tests.daemon.relayer.conftest import (
+    SETTLE_ROUNDS,
+    MakeRelayer,
+    assert_minted_once,
+    attempts,
+    finish_generations,
+    minter_nonce,
+    mints,
+)
+from tests.support.contracts import Contracts
+
+GENERATIONS = 200  # half on each of two package tokens, with different owners
+
+
+async def drive(relayer: Relayer) -> None:
+    for _ in range(SETTLE_ROUNDS):
+        await relayer.step()
+        if await relayer.unsettled() == 0:
+            return
+    raise AssertionError("the relayers still had work")
+
+
+async def test_two_hundred_generations_mint_once_with_no_nonce_collisions(
+    contracts: Contracts, engine: AsyncEngine, indexer: Indexer, make_relayer: MakeRelayer
+) -> None:
+    first = contracts.buy(0, BUYER.address)
+    second = contracts.buy(2, FRIEND.address)
+    await indexer.sync_once()
+    ids = await finish_generations(engine, first, GENERATIONS // 2)
+    ids += await finish_generations(engine, second, GENERATIONS // 2)
+    start = minter_nonce(contracts)
+
+    await asyncio.gather(drive(make_relayer()), drive(make_relayer()))
+
+    rows = await mints(engine)
+    assert sorted(rows) == sorted(ids)
+    assert_minted_once(contracts, {g: r for g, r in rows.items() if g in ids[:100]}, BUYER.address)
+    assert_minted_once(contracts, {g: r for g, r in rows.items() if g in ids[100:]}, FRIEND.address)
+    tried = await attempts(engine)
+    assert len(tried) == GENERATIONS  # no replacement, no second try was needed
+    assert sorted(a.nonce for a in tried) == list(range(start, start + GENERATIONS))
+    assert {a.outcome for a in tried} == {"mined"}
+    assert minter_nonce(contracts) == start + GENERATIONS
+    assert len({r.nft_token_id for r in rows.values()}) == GENERATIONS
