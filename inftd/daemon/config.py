@@ -301,6 +301,35 @@ class GenerationSettings(_Section):
         return self
 
 
+class RelayerSettings(_Section):
+    """The mint relayer (see inftd/daemon/relayer/); it runs when ``minter_key`` is set."""
+
+    enabled: bool = True  # run the relayer in this process when a minter key is set
+    max_in_flight: int = Field(64, ge=1, le=10_000)  # nonces sent and not yet mined
+    batch: int = Field(32, ge=1, le=1000)  # mints signed and stored in one transaction
+    replace_after_blocks: int = Field(3, ge=1, le=10_000)  # unmined this long: fee bump
+    # Seconds a nonce the chain has passed must stay without a receipt of ours before it
+    # counts as taken by another transaction (a node can report the nonce before the receipt).
+    gap_grace: float = Field(5.0, ge=0, le=3600)
+    fee_bump_percent: int = Field(20, ge=10, le=1000)  # nodes want >= 10% to replace
+    max_fee_gwei: float = Field(500, gt=0, le=1_000_000)  # cap on maxFeePerGas, bumps too
+    min_priority_fee_gwei: float = Field(0.01, ge=0, le=10_000)  # floor of the tip
+    fee_history_blocks: int = Field(10, ge=1, le=1024)  # blocks eth_feeHistory looks at
+    fee_percentile: float = Field(50, ge=0, le=100)  # of those blocks' tips
+    gas_margin_percent: int = Field(25, ge=0, le=1000)  # over eth_estimateGas
+    max_attempts: int = Field(5, ge=1, le=100)  # tries of one mint (reverts, failed checks)
+    backoff_base: float = Field(5, gt=0, le=3600)  # seconds before the first retry
+    backoff_max: float = Field(600, gt=0, le=86_400)  # longest wait between retries
+    poll_interval: float = Field(1.0, gt=0, le=600)  # seconds between rounds
+    rpc_concurrency: int = Field(16, ge=1, le=256)  # RPC calls in flight at once
+
+    @model_validator(mode="after")
+    def _backoff_ordered(self) -> RelayerSettings:
+        if self.backoff_max < self.backoff_base:
+            raise ValueError("backoff_max must be at least backoff_base")
+        return self
+
+
 class _TomlSource(PydanticBaseSettingsSource):
     """The TOML file's values, set by ``Settings.load`` for the duration of one build."""
 
@@ -327,6 +356,7 @@ class Settings(BaseSettings):
     providers: ProvidersSettings = ProvidersSettings()
     generation: GenerationSettings = GenerationSettings()
     routing: RoutingSettings = RoutingSettings()
+    relayer: RelayerSettings = RelayerSettings()
     packages: list[PackageTypeSettings] = DEFAULT_PACKAGES
     credit_price_wei: int = Field(10**14, gt=0)  # top-up price of one credit
 

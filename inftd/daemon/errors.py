@@ -3,7 +3,8 @@
 DaemonError
  ├── ConfigError   a setting is missing or invalid (the message names the key)
  ├── DeployError   deploying the contracts failed
- └── DevnetError   the local Anvil chain could not be started or found
+ ├── DevnetError   the local Anvil chain could not be started or found
+ └── EmbeddingError  an embedding provider refused or failed (never names the key)
 """
 
 from __future__ import annotations
@@ -26,3 +27,14 @@ class DeployError(DaemonError):
 
 class DevnetError(DaemonError):
     pass
+
+
+class EmbeddingError(DaemonError):
+    """An embedding provider failed; ``status`` is its HTTP status (None: no answer)."""
+
+    def __init__(self, provider: str, status: int | None, problem: str) -> None:
+        self.provider = provider
+        self.status = status
+        self.problem = problem
+        where = f"HTTP {status}" if status is not None else "no answer"
+        super().__init__(f"{provider} embeddings failed ({where}): {problem}")

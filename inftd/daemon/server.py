@@ -9,13 +9,31 @@ from collections.abc import Callable
 from aiohttp import web
 
 from inftd.daemon import openapi
-from inftd.daemon.api import agents, auth, push, status, webhooks, ws
+from inftd.daemon.api import (
+    agents,
+    analytics,
+    auth,
+    console,
+    credits,
+    generations,
+    learning,
+    memories,
+    mints,
+    push,
+    social,
+    spend,
+    status,
+    webhooks,
+    ws,
+)
 from inftd.daemon.config import Settings
 from inftd.daemon.cors import cors_middleware
+from inftd.daemon.generation.scheduler import run_generation
 from inftd.daemon.http import RUNTIME, error_middleware, request_id_middleware
 from inftd.daemon.limits import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from inftd.daemon.metrics import METRICS, HttpMetrics, metrics_endpoint, metrics_middleware
 from inftd.daemon.push import PushDispatcher
+from inftd.daemon.relayer.relayer import run_relayer
 from inftd.daemon.runtime import Runtime, open_runtime
 from inftd.indexer.deployment import Deployment
 
@@ -46,6 +64,15 @@ def create_app(runtime: Runtime) -> web.Application:
     webhooks.add_routes(app)
     push.add_routes(app)
     ws.add_routes(app)
+    social.add_routes(app)
+    analytics.add_routes(app)
+    learning.add_routes(app)
+    console.add_routes(app)
+    memories.add_routes(app)
+    credits.add_routes(app)
+    generations.add_routes(app)
+    mints.add_routes(app)
+    spend.add_routes(app)
     openapi.add_routes(app, MAX_BODY_BYTES)
     return app
 
@@ -64,8 +91,9 @@ async def serve(
     stop: asyncio.Event,
     on_ready: Callable[[str], None] = lambda url: None,
 ) -> None:
-    """Run the daemon (indexer and API) until ``stop`` is set."""
-    async with open_runtime(settings, deployment) as runtime:
+    """Run the daemon (indexer, API, generation worker) until ``stop`` is set; then the
+    generation worker gives its running jobs ``generation.shutdown_grace`` to finish."""
+    async with open_runtime(settings, deployment) as runtime, run_generation(runtime):
         runner = web.AppRunner(create_app(runtime), shutdown_timeout=SHUTDOWN_GRACE)
         await runner.setup()
         indexer = asyncio.create_task(_run_indexer(runtime, stop), name="indexer")
@@ -73,6 +101,7 @@ async def serve(
         pusher = asyncio.create_task(
             PushDispatcher(runtime.engine, settings.push).run(stop), name="push"
         )
+        relayer = asyncio.create_task(run_relayer(runtime, stop), name="relayer")
         try:
             site = web.TCPSite(runner, settings.api.host, settings.api.port)
             await site.start()
@@ -83,7 +112,7 @@ async def serve(
             await stop.wait()
             log.info("stopping")
         finally:
-            for task in (indexer, hub, pusher):
+            for task in (indexer, hub, pusher, relayer):
                 task.cancel()  # their writes are transactions: cancelling one loses nothing
-            await asyncio.gather(indexer, hub, pusher, return_exceptions=True)
+            await asyncio.gather(indexer, hub, pusher, relayer, return_exceptions=True)
             await runner.cleanup()

@@ -225,6 +225,10 @@ class Generation(Base):
     content_hash: Mapped[str | None] = mapped_column(Hash32)
     content_type: Mapped[str | None] = mapped_column(String(100))
     error: Mapped[str | None] = mapped_column(Text)
+    # The owner asked to cancel a running job; its worker stops it (inftd/daemon/generation).
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # How it was made: the strategy's rounds/parts/route, usage, what the prompt builder added.
+    detail: Mapped[dict[str, Any] | None] = mapped_column(Json)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -249,6 +253,8 @@ class Mint(Base):
     block_number: Mapped[int | None] = mapped_column(BigInteger)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(64))  # the revert's error name
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
@@ -397,3 +403,88 @@ class PushDelivery(Base):
 def table_of(model: type[Base]) -> Table:
     """The Core table of a model, typed for insert/update/delete builders."""
     return cast(Table, model.__table__)
+
+
+class ProviderCall(Base):
+    """One call to an AI provider, failed or answered from the cache included: the spend
+    ledger behind ``/v1/analytics/providers``. No foreign keys: the money was spent even if
+    the generation or agent is later rolled back by a reorg."""
+
+    __tablename__ = "provider_calls"
+    __table_args__ = (
+        Index(None, "created_at"),
+        Index(None, "token_id", "created_at"),
+        Index(None, "generation_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    generation_id: Mapped[str | None] = mapped_column(String(36))
+    token_id: Mapped[int | None] = mapped_column(BigInteger)
+    provider: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(100))
+    capability: Mapped[str] = mapped_column(String(16))  # text or image
+    purpose: Mapped[str] = mapped_column(String(16))  # generate, judge, plan, part, refine
+    outcome: Mapped[str] = mapped_column(String(16))  # ok, or the ProviderError kind
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    cached: Mapped[bool] = mapped_column(Boolean, default=False)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    images: Mapped[int] = mapped_column(Integer, default=0)
+    estimated: Mapped[bool] = mapped_column(Boolean, default=False)  # token counts estimated
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    # What the same work would have cost on the dearest capable candidate (routing saving).
+    baseline_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    # A cache hit: what the stored answer cost when it was made (cache saving).
+    cache_saved_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Content(Base):
+    """A stored piece of generated content (a file named by its sha256), with its type;
+    written with the generation that made it, so only finished work is served."""
+
+    __tablename__ = "contents"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)  # hex
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RelayerNonce(Base):
+    """The relayer's next nonce for one signing key (inftd/daemon/relayer/nonces.py)."""
+
+    __tablename__ = "relayer_nonces"
+
+    signer: Mapped[str] = mapped_column(Address, primary_key=True)
+    next_nonce: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class MintAttempt(Base):
+    """One signed mint transaction, stored before it is broadcast; a fee bump is another
+    attempt at the same nonce. ``outcome`` is None while its nonce is open."""
+
+    __tablename__ = "mint_attempts"
+    __table_args__ = (Index(None, "signer", "outcome", "nonce"), Index(None, "generation_id"))
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    generation_id: Mapped[str] = mapped_column(
+        ForeignKey("mints.generation_id", ondelete="CASCADE")
+    )
+    signer: Mapped[str] = mapped_column(Address)
+    nonce: Mapped[int] = mapped_column(BigInteger)
+    tx_hash: Mapped[str] = mapped_column(Hash32, unique=True)
+    raw_tx: Mapped[bytes] = mapped_column(LargeBinary)
+    to_address: Mapped[str] = mapped_column(Address)
+    call_data: Mapped[bytes] = mapped_column(LargeBinary)
+    gas_limit: Mapped[int] = mapped_column(BigInteger)
+    max_fee_per_gas: Mapped[Decimal] = mapped_column(Wei)
+    max_priority_fee_per_gas: Mapped[Decimal] = mapped_column(Wei)
+    signed_block: Mapped[int] = mapped_column(BigInteger)  # the head when it was signed
+    broadcast_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str | None] = mapped_column(String(16))  # mined reverted replaced dropped
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -7,9 +7,13 @@ private events of the agents it owns at the moment it subscribes.
 
 On connect a client gets a snapshot of the agent, then, with ``?since=<seq>``, every event
 it missed, then live events, each with its ``seq``. Client commands are JSON objects with
-a ``type``: ``subscribe`` / ``unsubscribe`` (``tokenId``) and ``ping``. A client whose
-buffer overflows is closed with code 4008; one that stops answering pings is closed by
-the heartbeat.
+a ``type``: ``subscribe`` / ``unsubscribe`` (``tokenId``), ``ping``, and ``message``
+(``tokenId`` the sender, which the socket's sign-in must own, and the fields of
+``POST /v1/agents/{tokenId}/messages``; answered ``messageSent`` or an error), and
+``generate`` (``tokenId``, which the socket's sign-in must own, ``idempotencyKey``, and
+the fields of ``POST /v1/agents/{tokenId}/generations``; answered ``generationQueued`` or
+an error). A client whose buffer overflows is closed with code 4008; one that stops
+answering pings is closed by the heartbeat.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from inftd.agents.errors import UnknownAgent
+from inftd.agents.errors import TooManyMessages, UnknownAgent
 from inftd.agents.owners import MAX_STORED_TOKEN_ID, current_owner
 from inftd.agents.views import agent_state
 from inftd.daemon.access import principal_for, principal_of
+from inftd.daemon.api import generations, social
 from inftd.daemon.api.agents import token_id_of
 from inftd.daemon.auth import Principal
 from inftd.daemon.http import RUNTIME, ApiError
@@ -189,10 +194,33 @@ async def _ping(session: SocketSession, command: dict[str, Any]) -> None:
     await session.send({"type": "pong", "seq": session.runtime.hub.last_seq})
 
 
+async def _generate(session: SocketSession, command: dict[str, Any]) -> None:
+    try:
+        created = await generations.socket_generate(session.runtime, session.principal, command)
+    except ApiError as exc:
+        await session.error(exc.code, exc.message)
+    else:
+        answer = {"generation": created.generation, "replayed": created.replayed}
+        await session.send({"type": "generationQueued", **answer})
+
+
+async def _message(session: SocketSession, command: dict[str, Any]) -> None:
+    try:
+        sent = await social.socket_send(session.runtime, session.principal, command)
+    except ApiError as exc:
+        await session.error(exc.code, exc.message)
+    except TooManyMessages as exc:
+        await session.error("too_many_messages", str(exc))
+    else:
+        await session.send({"type": "messageSent", "message": sent.as_json()})
+
+
 COMMANDS: dict[str, Command] = {
     "subscribe": _subscribe,
     "unsubscribe": _unsubscribe,
     "ping": _ping,
+    "message": _message,
+    "generate": _generate,
 }
 
 

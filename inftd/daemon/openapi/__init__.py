@@ -21,14 +21,34 @@ import orjson
 from aiohttp import web
 
 import inftd
-from inftd.daemon.openapi import base
+from inftd.daemon.openapi import (
+    base,
+    console,
+    credits,
+    generations,
+    learning,
+    memory,
+    mints,
+    social,
+    spend,
+)
 from inftd.daemon.openapi.section import Section
 
 PATH = base.PATH
 OPENAPI = web.AppKey("openapi", bytes)  # the document, serialized once at start
 
 # Every section of the document, in the order its tags are listed.
-SECTIONS: tuple[Callable[[], Section], ...] = (base.section,)
+SECTIONS: tuple[Callable[[], Section], ...] = (
+    base.section,
+    credits.section,
+    generations.section,
+    mints.section,
+    console.section,
+    learning.section,
+    memory.section,
+    social.section,
+    spend.section,
+)
 
 
 def _join(name: str, parts: Iterable[dict[str, Any]]) -> dict[str, Any]:

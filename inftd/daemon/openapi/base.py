@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from inftd.agents import preferences
-from inftd.daemon.api.agents import MAX_TOKEN_DIGITS
+from inftd.daemon.api.agents import LIST_PAGE, MAX_LIST_PAGE, MAX_TOKEN_DIGITS
 from inftd.daemon.api.push import DEAD_LETTERS_PAGE, MAX_EVENT_TYPES, MAX_SUBSCRIPTIONS
 from inftd.daemon.api.ws import CLOSE_TOO_SLOW, MAX_CLIENT_MESSAGE
+from inftd.daemon.openapi import learning
 from inftd.daemon.openapi.parts import (
     ADDRESS,
     BAD_BODY,
@@ -109,7 +110,38 @@ def _paths_meta() -> dict[str, Any]:
 
 def _paths_agents() -> dict[str, Any]:
     token = [ref("TokenId", "parameters")]
+    decimal = {"type": "string", "pattern": f"^[0-9]{{1,{MAX_TOKEN_DIGITS}}}$"}
+    page = [
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "description": f"Agents per page, 1 to {MAX_LIST_PAGE} (default {LIST_PAGE})",
+            "schema": {**decimal, "examples": ["1", str(LIST_PAGE)]},
+        },
+        {
+            "name": "after",
+            "in": "query",
+            "required": False,
+            "description": "Start after this token id: the `next` of the previous page",
+            "schema": {**decimal, "examples": ["0", "1"]},
+        },
+    ]
     return {
+        "/v1/agents": {
+            "get": operation(
+                "listAgents",
+                "agents",
+                "A page of agent summaries, in token id order",
+                {
+                    "200": answer("The page", ref("AgentList")),
+                    "400": error(
+                        "limit or after is not a fitting integer", "bad_limit", "bad_after"
+                    ),
+                },
+                parameters=page,
+            )
+        },
         "/v1/agents/{token_id}": {
             "get": operation(
                 "getAgent",
@@ -144,7 +176,8 @@ def _paths_agents() -> dict[str, Any]:
                 parameters=token,
                 security=OWNER,
                 requestBody=json_body(ref("Preferences"), "The agent's new preferences"),
-            )
+            ),
+            "patch": learning.patch_preferences(),
         },
     }
 
@@ -525,6 +558,22 @@ def _schemas_agents() -> dict[str, Schema]:
     no_nul = "^[^\\u0000]*$"  # PostgreSQL cannot store NUL; refused on every database
     value = {"type": ["string", "number", "boolean"], "pattern": no_nul}
     return {
+        "AgentList": obj(
+            {
+                "agents": {"type": "array", "items": ref("AgentSummary")},
+                "next": nullable(COUNT),
+            }
+        ),
+        "AgentSummary": obj(
+            {
+                "packageTokenId": COUNT,
+                "packageType": COUNT,
+                "owner": {"type": "string", "pattern": ADDRESS},
+                "availableCredits": COUNT,
+                "level": INT,
+                "lastActivity": nullable(TIME),
+            }
+        ),
         "Agent": obj(
             {
                 "packageTokenId": COUNT,
@@ -535,6 +584,7 @@ def _schemas_agents() -> dict[str, Schema]:
                 "reservedCredits": COUNT,
                 "availableCredits": COUNT,
                 "level": INT,
+                "experience": COUNT,
                 "agentMetadata": {"type": "string", "description": "The metadata URI, or ''"},
                 "agentStateHash": nullable(STRING),
                 "learningData": {"type": "array", "items": ref("LearningEntry")},
@@ -726,6 +776,8 @@ def _schemas_websockets() -> dict[str, Schema]:
                 message("error", code=STRING, message=STRING),
                 message("pong", seq=COUNT),
                 message("unsubscribed", tokenId=token),
+                ref("WsMessageSent"),  # the answer to a message command (social section)
+                ref("WsGenerationQueued"),  # the answer to generate (generations section)
             ]
         },
         "WsCommand": {
@@ -733,6 +785,8 @@ def _schemas_websockets() -> dict[str, Schema]:
                 message("subscribe", tokenId=COUNT),
                 message("unsubscribe", tokenId=COUNT),
                 message("ping"),
+                ref("WsMessageCommand"),  # a message to another agent (social section)
+                ref("WsGenerateCommand"),  # ask for a generation (generations section)
             ]
         },
     }
