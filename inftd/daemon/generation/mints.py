@@ -29,8 +29,11 @@ async def add_mint(conn: AsyncConnection, generation_id: str) -> bool:
     """A pending mint for the generation, once (the generation id is the key); returns
     whether it was written now."""
     row = {"generation_id": generation_id, "request_key": request_key(generation_id)}
-    result = await conn.execute(insert_ignore(conn, table_of(Mint)).values(**row, status=PENDING))
-    return bool(result.rowcount)
+    table = table_of(Mint)
+    # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT DO NOTHING.
+    statement = insert_ignore(conn, table).values(**row, status=PENDING)
+    result = await conn.execute(statement.returning(table.c.generation_id))
+    return result.first() is not None
 
 
 async def mint_of(conn: AsyncConnection, generation_id: str) -> dict[str, Any] | None:
