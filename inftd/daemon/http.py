@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+import sqlalchemy.exc
 from aiohttp import web
 
 from inftd.daemon.logs import REQUEST_ID
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 RUNTIME = web.AppKey("runtime", Runtime)
+BUSY_RETRY_AFTER = 1  # seconds a client waits after a 503 busy
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # client request ids kept as given
 
 
@@ -69,6 +71,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message)
+    except sqlalchemy.exc.TimeoutError:
+        # The connection pool stayed exhausted: an overload, not a fault, and worth a retry.
+        log.warning("database pool exhausted on %s %s", request.method, request.path)
+        response = error_response(503, "busy", "the server is busy; try again shortly")
+        response.headers["Retry-After"] = str(BUSY_RETRY_AFTER)
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

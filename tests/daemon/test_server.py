@@ -1,16 +1,20 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+import sqlalchemy.exc
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from inftd.daemon.config import Settings
 from inftd.daemon.devnet import Anvil
 from inftd.daemon.errors import DaemonError
-from inftd.daemon.http import RUNTIME
-from inftd.daemon.runtime import open_runtime
+from inftd.daemon.http import RUNTIME, error_middleware
+from inftd.daemon.runtime import Runtime, open_runtime
 from inftd.indexer.deployment import Deployment
 from inftd.store import migrate
 from inftd.store.db import create_async
@@ -135,3 +139,44 @@ async def test_refuses_a_deployment_from_another_chain(
     with pytest.raises(DaemonError, match="RPC serves chain 31337"):
         async with open_runtime(settings, wrong_chain):
             pass
+
+
+async def test_concurrent_status_requests_share_one_document(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inftd.daemon.api import status as status_module
+
+    built = 0
+    real = status_module.status_document
+
+    async def counted(runtime: Runtime) -> dict[str, Any]:
+        nonlocal built
+        built += 1
+        return await real(runtime)
+
+    monkeypatch.setattr(status_module, "status_document", counted)
+    answers = await asyncio.gather(
+        *(client.get("/v1/status") for _ in range(30))
+    )  # within the burst of the rate limit
+    assert [a.status for a in answers] == [200] * 30
+    documents = [await a.json() for a in answers]
+    assert all(d["chain"]["chainId"] == documents[0]["chain"]["chainId"] for d in documents)
+    assert built < 30 / 2  # requests that overlap a build share it
+    before = built
+    assert (await client.get("/v1/status")).status == 200
+    assert built == before + 1  # a later request gets a fresh document
+
+
+async def test_an_exhausted_connection_pool_is_a_503_to_retry() -> None:
+    async def exhausted(request: web.Request) -> web.Response:
+        raise sqlalchemy.exc.TimeoutError("QueuePool limit of size 5 overflow 10 reached")
+
+    app = web.Application(middlewares=[error_middleware])
+    app.router.add_get("/busy", exhausted)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/busy")
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "1"
+        body = await response.json()
+    assert body["error"]["code"] == "busy"
+    assert "QueuePool" not in body["error"]["message"]

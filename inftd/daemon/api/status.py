@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -65,10 +66,28 @@ async def status_document(runtime: Runtime) -> dict[str, Any]:
     }
 
 
+class SharedStatus:
+    """Requests that arrive while a status document is being built share that one, so a
+    crowd of callers costs one chain call and one database connection, not one each."""
+
+    def __init__(self) -> None:
+        self._building: asyncio.Task[dict[str, Any]] | None = None
+
+    async def get(self, runtime: Runtime) -> dict[str, Any]:
+        if self._building is None or self._building.done():
+            self._building = asyncio.ensure_future(status_document(runtime))
+        # shield: one caller going away must not cancel the others' document
+        return await asyncio.shield(self._building)
+
+
+SHARED_STATUS = web.AppKey("shared_status", SharedStatus)
+
+
 async def status(request: web.Request) -> web.Response:
-    return json_response(await status_document(request.app[RUNTIME]))
+    return json_response(await request.app[SHARED_STATUS].get(request.app[RUNTIME]))
 
 
 def add_routes(app: web.Application) -> None:
+    app[SHARED_STATUS] = SharedStatus()
     app.router.add_get("/health", health)
     app.router.add_get("/v1/status", status)

@@ -429,6 +429,15 @@ def _parameters() -> dict[str, Any]:
     }
 
 
+def busy() -> Any:
+    answer = error("Every database connection stayed busy; try again shortly", "busy")
+    answer["headers"]["Retry-After"] = {
+        "description": "Seconds to wait before trying again",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+    return answer
+
+
 def _responses() -> dict[str, Any]:
     rate_limited = error("Too many requests from this IP or address", "rate_limited")
     rate_limited["headers"]["Retry-After"] = {
@@ -440,6 +449,7 @@ def _responses() -> dict[str, Any]:
         "InternalError": error(
             "An unexpected failure (logged with the request id)", "internal_error"
         ),
+        "Busy": busy(),
         "BodyTooLarge": error(
             "The body is larger than the server accepts", "request_entity_too_large"
         ),

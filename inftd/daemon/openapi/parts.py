@@ -65,11 +65,12 @@ def operation(
     limited: bool = True,
     **fields: Any,
 ) -> Any:
-    """An operation; every one may fail with 500, and all but the exempt ones with 429."""
+    """An operation; every one may fail with 500 or 503 (busy), all but the exempt ones with 429."""
     answers = dict(responses)
     if limited:
         answers["429"] = ref("RateLimited", "responses")
     answers["500"] = ref("InternalError", "responses")
+    answers.setdefault("503", ref("Busy", "responses"))
     return {
         "operationId": operation_id,
         "tags": [tag],
