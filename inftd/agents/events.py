@@ -8,7 +8,8 @@ commits later), and a NOTIFY wakes the readers of every process.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,7 @@ from inftd.store.models import EventRecord, table_of
 
 EVENTS_LOCK = 0x1F7D_0001  # advisory lock key that orders event writers on PostgreSQL
 NOTIFY_CHANNEL = "inftd_events"
+BATCH = "inftd.events.batch"  # conn.info key: the events held back by ``batched_events``
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +59,31 @@ class Event:
         }
 
 
+@asynccontextmanager
+async def batched_events(conn: AsyncConnection) -> AsyncIterator[None]:
+    """Events recorded on ``conn`` inside are written together as the block ends, in the
+    order they came: one insert, one lock and one NOTIFY for a transaction that records
+    several (the lock, taken late, is held for less of it). Written only if the block
+    ends without an error (one raised rolls the transaction back anyway)."""
+    if BATCH in conn.info:  # an outer batch writes them
+        yield
+        return
+    held: list[NewEvent] = []
+    conn.info[BATCH] = held
+    try:
+        yield
+    finally:
+        del conn.info[BATCH]
+    await record_events(conn, held)
+
+
 async def record_events(conn: AsyncConnection, events: Sequence[NewEvent]) -> None:
     """Append events inside the caller's transaction; they publish when it commits."""
     if not events:
+        return
+    held: list[NewEvent] | None = conn.info.get(BATCH)
+    if held is not None:
+        held.extend(events)
         return
     if conn.dialect.name == "postgresql":
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENTS_LOCK})

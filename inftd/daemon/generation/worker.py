@@ -50,7 +50,7 @@ from inftd.agents.errors import (
     UnknownReservation,
     UnpricedGeneration,
 )
-from inftd.agents.events import record_events
+from inftd.agents.events import batched_events, record_events
 from inftd.agents.influences import lendable_styles
 from inftd.agents.learning import XP_GENERATION, current_weights, gain_experience
 from inftd.agents.memory import MAX_QUERY, recall, remember
@@ -504,12 +504,13 @@ async def finish_success(
             if row.cancel_requested:  # asked while the last chunk came: the owner said no
                 await settle_failure(conn, agent, row, CANCELLED, None, now)
                 return Outcome(CANCELLED)
-            await _succeed(ctx, conn, agent, row, output, stored, parts, now, explanation)
-            if embedder is not None:
-                await remember(
-                    conn, embedder, agent.token_id, MEMORY_KIND, memory, MEMORY_IMPORTANCE,
-                    row.id, max_per_agent=ctx.settings.memory.max_per_agent,
-                )  # fmt: skip
+            async with batched_events(conn):  # credits, experience, memory: one write
+                await _succeed(ctx, conn, agent, row, output, stored, parts, now, explanation)
+                if embedder is not None:
+                    await remember(
+                        conn, embedder, agent.token_id, MEMORY_KIND, memory, MEMORY_IMPORTANCE,
+                        row.id, max_per_agent=ctx.settings.memory.max_per_agent,
+                    )  # fmt: skip
             await add_mint(conn, row.id)
     except UnknownAgent:
         return Outcome(LOST)
