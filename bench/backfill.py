@@ -403,7 +403,9 @@ async def inftd_pass(db_url: str, url: str, chain: ChainInfo) -> tuple[Measure, 
         seconds = time.perf_counter() - began
         await check_indexed(engine, chain, indexer.stats.problems)
         blocks = reached - chain.start + 1
-        return Measure(indexer.stats.stored, blocks, seconds, len(rpc.ranges)), rpc.sizes()
+        stats = indexer.stats
+        note = f"{stats.direct:,} of {stats.stored:,} events went the fast path (stored applied)"
+        return Measure(stats.stored, blocks, seconds, len(rpc.ranges), note), rpc.sizes()
     finally:
         await rpc.close()
         await engine.dispose()
@@ -656,6 +658,8 @@ def machine_lines(results: Results, options: Options) -> list[str]:
         + (f", PostgreSQL {pg}" if pg else "")
         + f", {anvil_version()}",
         f"- Command: `{options.command}`",
+        f"- Load average (1 min) at the end: {os.getloadavg()[0]:.2f} (other work on the "
+        "machine slows every figure; the ratios are taken within one run)",
     ]
 
 
@@ -729,6 +733,7 @@ def render(results: Results, options: Options) -> str:
     naive_note = (
         [f"Naive baseline: {results.naive.note}."] if results.naive and results.naive.note else []
     )
+    inftd_notes = [f"inftd → {b.name}: {b.inftd.note}." for b in results.backends if b.inftd]
     parts = [
         "# inftd indexer benchmark: backfill and live latency",
         "",
@@ -739,6 +744,8 @@ def render(results: Results, options: Options) -> str:
         *run_rows(results),
         "",
         *ratio_rows(results),
+        "",
+        *inftd_notes,
         "",
         *naive_note,
         "",

@@ -4,40 +4,83 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import and_, delete, select
+from sqlalchemy import and_, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inftd.indexer.decode import ChainLog
-from inftd.store.db import insert_many
+from inftd.indexer.errors import IndexerError
+from inftd.store.db import insert_columns, insert_returning
 from inftd.store.models import ChainEvent, table_of
 
 CHAIN_EVENTS = table_of(ChainEvent)
 
 
-def _row(chain_id: int, log: ChainLog, source: str) -> dict[str, object]:
+class StoredMeanwhile(IndexerError):
+    """Some of the events being inserted as new were stored by another writer meanwhile (a
+    webhook): the transaction is rolled back and the range stored the careful way."""
+
+    def __init__(self, expected: int, inserted: int) -> None:
+        super().__init__(f"{expected - inserted} of {expected} new events were already stored")
+
+
+def _columns(chain_id: int, logs: Sequence[ChainLog], source: str) -> dict[str, Sequence[object]]:
     return {
-        "chain_id": chain_id,
-        "block_number": log.block_number,
-        "block_hash": log.block_hash,
-        "tx_hash": log.tx_hash,
-        "log_index": log.log_index,
-        "address": log.address,
-        "name": log.name,
-        "args": log.args,
-        "token_id": log.token_id,
-        "source": source,
-        "applied": False,
+        "chain_id": [chain_id] * len(logs),
+        "block_number": [log.block_number for log in logs],
+        "block_hash": [log.block_hash for log in logs],
+        "tx_hash": [log.tx_hash for log in logs],
+        "log_index": [log.log_index for log in logs],
+        "address": [log.address for log in logs],
+        "name": [log.name for log in logs],
+        "args": [log.args for log in logs],
+        "token_id": [log.token_id for log in logs],
+        "source": [source] * len(logs),
     }
 
 
 async def store_logs(
     conn: AsyncConnection, chain_id: int, logs: Sequence[ChainLog], source: str
 ) -> int:
-    """Insert the logs not stored yet; returns how many were new."""
+    """Insert the logs not stored yet, unapplied; returns how many were new."""
     # One statement for the lot (a backfill range holds thousands of logs); the count is the
     # rows really inserted, those already stored are skipped.
-    rows = [_row(chain_id, log, source) for log in logs]
-    return await insert_many(conn, CHAIN_EVENTS, rows, skip_conflicts=True)
+    columns = _columns(chain_id, logs, source) | {"applied": [False] * len(logs)}
+    return await insert_columns(conn, CHAIN_EVENTS, columns, skip_conflicts=True)
+
+
+async def store_new(conn: AsyncConnection, chain_id: int, logs: Sequence[ChainLog]) -> list[int]:
+    """Insert logs known to be new, already marked applied; returns their ids, in order.
+
+    The caller applies them in the same transaction. Raises ``StoredMeanwhile`` if another
+    writer stored any of them after all: the caller must then roll back."""
+    if not logs:
+        return []
+    columns = _columns(chain_id, logs, "poll") | {"applied": [True] * len(logs)}
+    if conn.dialect.name == "postgresql":
+        rows = await insert_returning(
+            conn, CHAIN_EVENTS, columns, ("id", "block_number", "log_index"), skip_conflicts=True
+        )
+        if len(rows) != len(logs):
+            raise StoredMeanwhile(len(logs), len(rows))
+        # (block, log index) is unique among logs read from one chain
+        found = {(number, index): event_id for event_id, number, index in rows}
+        return [found[log.block_number, log.log_index] for log in logs]
+    # SQLite hands out max(id) + 1 itself; the caller has written in this transaction
+    # already, so it holds the only write lock and no other writer can take these ids.
+    top = int(await conn.scalar(select(func.coalesce(func.max(ChainEvent.id), 0))) or 0)
+    ids = list(range(top + 1, top + 1 + len(logs)))
+    inserted = await insert_columns(conn, CHAIN_EVENTS, columns | {"id": ids}, skip_conflicts=True)
+    if inserted != len(logs):
+        raise StoredMeanwhile(len(logs), inserted)
+    return ids
+
+
+async def any_stored(conn: AsyncConnection, first: int, last: int) -> bool:
+    """Whether any event of blocks [first, last] is stored (by a webhook, say)."""
+    found = await conn.scalar(
+        select(ChainEvent.id).where(ChainEvent.block_number.between(first, last)).limit(1)
+    )
+    return found is not None
 
 
 async def drop_unseen(

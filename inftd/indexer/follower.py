@@ -22,11 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from inftd.indexer.decode import ChainLog, Decoder
 from inftd.indexer.deployment import Deployment
+from inftd.indexer.direct import apply_new
 from inftd.indexer.errors import IndexerError
-from inftd.indexer.events import drop_unseen, store_logs
+from inftd.indexer.events import StoredMeanwhile, any_stored, drop_unseen, store_logs
 from inftd.indexer.heads import watch_new_heads
 from inftd.indexer.projections import ApplyResult, apply_confirmed
-from inftd.indexer.ranges import AdaptiveRange, fetch_logs_in_order
+from inftd.indexer.ranges import AdaptiveRange, fetch_logs_in_order, log_position
 from inftd.indexer.reorg import rollback_to
 from inftd.indexer.rpc import BlockRef, ChainRpc, RpcError
 from inftd.store.models import BlockWindow, SyncCursor, table_of
@@ -72,11 +73,13 @@ class IndexerStats:
     reorgs: int = 0
     applied: Counter[str] = field(default_factory=Counter)
     problems: int = 0
+    direct: int = 0  # events stored and applied in one pass from memory (the fast path)
     halted: str | None = None
 
     def record(self, result: ApplyResult) -> None:
         self.applied.update(result.applied)
         self.problems += result.problems
+        self.direct += result.direct
 
 
 Progress = Callable[[int, int, int], None]  # (block reached, target block, events stored)
@@ -221,19 +224,7 @@ class Indexer:
     async def _store_range(
         self, first: int, last: int, raw: list[dict[str, Any]], head: int
     ) -> Cursor:
-        """One whole range, its cursor move and the events it confirms: one transaction."""
-        logs = self._decode(raw)
-        block = await self._block(last)
-        async with self.engine.begin() as conn:
-            # Before the insert, so it looks at the rows stored earlier only (all it may drop).
-            await drop_unseen(conn, first, last, {log.key for log in logs})
-            self.stats.stored += await store_logs(conn, self.chain_id, logs, "poll")
-            await _remember_block(conn, block)
-            await _move_cursor(conn, block)
-            await _forget_blocks_below(conn, block.number - self.config.window)
-            await self._apply_in(conn, min(last, head - self.config.confirmations))
-        self.on_commit()
-        return Cursor(block.number, block.hash)
+        return await self._write(first, last, raw, await self._block(last), head)
 
     async def _follow_block(self, cursor: Cursor, head: int) -> Cursor:
         block = await self._block(cursor.number + 1)
@@ -242,16 +233,58 @@ class Indexer:
         raw = await self.rpc.get_logs_by_block_hash(
             block.hash, self.decoder.addresses, self.decoder.topics
         )
-        logs = self._decode(raw)
+        raw.sort(key=log_position)  # nodes send them sorted; a proxy may not
+        return await self._write(block.number, block.number, raw, block, head)
+
+    async def _write(
+        self, first: int, last: int, raw: list[dict[str, Any]], block: BlockRef, head: int
+    ) -> Cursor:
+        """Blocks [first, last], read whole (``raw``, in chain order), with ``block`` the last:
+        their events, the cursor move and the events they confirm, in one transaction."""
+        try:
+            stored, result = await self._write_once(first, last, raw, block, head, fast=True)
+        except StoredMeanwhile as exc:  # a webhook stored some of them: the careful way
+            log.info("indexer: blocks %d-%d: %s; storing them again", first, last, exc)
+            stored, result = await self._write_once(first, last, raw, block, head, fast=False)
+        self.stats.stored += stored
+        self.stats.record(result)
+        self.on_commit()
+        return Cursor(block.number, block.hash)
+
+    async def _write_once(
+        self,
+        first: int,
+        last: int,
+        raw: list[dict[str, Any]],
+        block: BlockRef,
+        head: int,
+        *,
+        fast: bool,
+    ) -> tuple[int, ApplyResult]:
+        """Returns the events stored and what applying did.
+
+        The usual case, a backfill range or a followed block whose events are confirmed and
+        of which none was stored before (by a webhook): they are inserted already applied,
+        straight from memory (``apply_new``), after any older confirmed event still pending.
+        Otherwise (or with ``fast`` off) they are stored unapplied and applied from the
+        database in chain order, as far as they are confirmed (``apply_confirmed``).
+        """
+        confirmed = head - self.config.confirmations
         async with self.engine.begin() as conn:
-            await drop_unseen(conn, block.number, block.number, {log.key for log in logs})
-            self.stats.stored += await store_logs(conn, self.chain_id, logs, "poll")
+            # Writes first: on SQLite they take the write lock before ids are handed out.
             await _remember_block(conn, block)
             await _move_cursor(conn, block)
             await _forget_blocks_below(conn, block.number - self.config.window)
-            await self._apply_in(conn, min(block.number, head - self.config.confirmations))
-        self.on_commit()
-        return Cursor(block.number, block.hash)
+            if fast and last <= confirmed and not await any_stored(conn, first, last):
+                result = await apply_confirmed(conn, self.chain_id, first - 1)  # older first
+                new = await apply_new(conn, self.chain_id, raw, self.decoder)
+                result.add(new)
+                return new.direct, result
+            logs = self._decode(raw)
+            # Before the insert, so it looks at the rows stored earlier only (all it may drop).
+            await drop_unseen(conn, first, last, {log.key for log in logs})
+            stored = await store_logs(conn, self.chain_id, logs, "poll")
+            return stored, await apply_confirmed(conn, self.chain_id, min(last, confirmed))
 
     def _decode(self, raw: list[dict[str, Any]]) -> list[ChainLog]:
         return [event for log in raw if (event := self.decoder.decode(log)) is not None]
@@ -260,12 +293,9 @@ class Indexer:
 
     async def _apply(self, up_to: int) -> None:
         async with self.engine.begin() as conn:
-            await self._apply_in(conn, up_to)
-        self.on_commit()
-
-    async def _apply_in(self, conn: AsyncConnection, up_to: int) -> None:
-        result = await apply_confirmed(conn, self.chain_id, up_to)
+            result = await apply_confirmed(conn, self.chain_id, up_to)
         self.stats.record(result)
+        self.on_commit()
 
     async def _reorg(self, changed: int) -> Cursor:
         """Walk back from ``changed`` to the newest stored block still on the chain."""

@@ -7,30 +7,33 @@
     AgentMetadataUpdated  → metadata stored
     GenerationMinted      → the matching mint confirmed
 
-Events are applied in batches: each batch is planned in memory in chain order, then
-written with a few bulk statements. An event that cannot apply (a transfer of an unknown
-token, say) is marked applied with its problem recorded, and the others go on.
+Events are applied in batches: each batch is planned in memory in chain order (``Plan``),
+then written with a few bulk statements. An event that cannot apply (a transfer of an
+unknown token, say) is marked applied with its problem recorded, and the others go on.
+``apply_confirmed`` applies events stored earlier; new ones mostly take the fast path of
+``inftd.indexer.direct``, which plans them before they are stored.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, any_, bindparam, select, update
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inftd.agents.events import NewEvent, record_events
 from inftd.agents.ledger import grant_entry
+from inftd.indexer.decode import ChainLog
 from inftd.store.db import insert_many
 from inftd.store.models import Agent, ChainEvent, CreditEntry, Generation, Mint, table_of, utcnow
 from inftd.store.sql import insert_ignore
 
-APPLY_BATCH = 5000  # events planned and written together
+APPLY_BATCH = 5000  # stored events read back, planned and written together
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 GENERATION_KINDS = {0: "text", 1: "image"}
 DOMAIN_EVENTS = {  # chain event → what subscribers of the agent are told
@@ -56,15 +59,21 @@ def chain_generation_id(chain_id: int, request_id: int) -> str:
 class ApplyResult:
     applied: Counter[str] = field(default_factory=Counter)
     problems: int = 0
+    direct: int = 0  # events applied straight from memory (apply_new), not read back
 
     def add(self, other: ApplyResult) -> None:
         self.applied.update(other.applied)
         self.problems += other.problems
+        self.direct += other.direct
 
 
 @dataclass
-class _Plan:
-    """The writes a batch of events amounts to, collected in chain order."""
+class Plan:
+    """The writes a batch of events amounts to, collected in chain order.
+
+    Events are named by their ``ref``, their place in the batch; ``write`` is given the
+    batch's event ids, since the events of the fast path get theirs only as they are stored.
+    """
 
     chain_id: int
     known: set[int]
@@ -79,37 +88,42 @@ class _Plan:
     events: list[NewEvent] = field(default_factory=list)  # told to subscribers on commit
     result: ApplyResult = field(default_factory=ApplyResult)
 
-    def add(self, event: Row[Any]) -> None:
-        handler = getattr(self, f"_on_{event.name}", None)
-        problem = handler(event) if handler else None
+    def add(self, event: ChainLog, ref: int) -> None:
+        handler = HANDLERS.get(event.name)
+        token = event.token_id
+        if handler is None:
+            problem = None  # an event with nothing to apply (none so far)
+        elif token is None:
+            problem = f"{event.name} names no package token"
+        else:
+            problem = handler(self, event, ref, token)
         if problem:
-            self.problems[event.id] = problem
+            self.problems[ref] = problem
             self.result.problems += 1
         else:
             self.result.applied[event.name] += 1
             self._tell(event)
 
-    def _tell(self, event: Row[Any]) -> None:
+    def _tell(self, event: ChainLog) -> None:
         kind = DOMAIN_EVENTS.get(event.name)
         if kind is None or (event.name == "Transfer" and event.args["from"] == ZERO_ADDRESS):
             return
-        data = {
-            "block": event.block_number,
-            "txHash": event.tx_hash,
-            **{k: v for k, v in event.args.items() if k not in ("tokenId", "packageTokenId")},
-        }
+        data: dict[str, Any] = {"block": event.block_number, "txHash": event.tx_hash}
+        data.update(event.args)  # all but the package token, which the event carries apart
+        data.pop("tokenId", None)
+        data.pop("packageTokenId", None)
         self.events.append(NewEvent(kind, event.token_id, data))
 
-    def _key(self, event: Row[Any]) -> str:
+    def _key(self, event: ChainLog) -> str:
         return f"chain:{self.chain_id}:{event.block_hash}:{event.tx_hash}:{event.log_index}"
 
-    def _unknown(self, event: Row[Any]) -> str | None:
-        if event.token_id in self.known:
+    def _unknown(self, event: ChainLog, token: int) -> str | None:
+        if token in self.known:
             return None
-        return f"{event.name} for package token {event.token_id}, which has no agent"
+        return f"{event.name} for package token {token}, which has no agent"
 
-    def _on_PackagePurchased(self, event: Row[Any]) -> str | None:
-        args, token = event.args, event.token_id
+    def _on_purchased(self, event: ChainLog, ref: int, token: int) -> str | None:
+        args = event.args
         if token in self.known:
             return f"package token {token} already has an agent"
         self.known.add(token)
@@ -121,47 +135,46 @@ class _Plan:
             "purchase_price_wei": int(args["price"]),
             "created_block": event.block_number,
             "owner_since_block": event.block_number,
-            "created_event_id": event.id,
+            "created_event_id": ref,
         }
-        self._grant(event, "grant", int(args["credits"]))
+        self._grant(event, ref, token, "grant", int(args["credits"]))
         return None
 
-    def _grant(self, event: Row[Any], kind: str, amount: int) -> None:
-        token = event.token_id
-        self.ledger.append(grant_entry(token, amount, kind, self._key(event), event.id))
+    def _grant(self, event: ChainLog, ref: int, token: int, kind: str, amount: int) -> None:
+        self.ledger.append(grant_entry(token, amount, kind, self._key(event), ref))
         created = self.agents.get(token)
         if created is not None:
             created["total_credits"] += amount  # an agent of this batch is inserted with them
         else:
             self.credits[token] += amount
 
-    def _on_Transfer(self, event: Row[Any]) -> str | None:
+    def _on_transfer(self, event: ChainLog, ref: int, token: int) -> str | None:
         if event.args["from"] == ZERO_ADDRESS:
             return None  # the mint of a purchase: PackagePurchased creates the agent
-        problem = self._unknown(event)
+        problem = self._unknown(event, token)
         if problem is None:
-            self.owners[event.token_id] = (event.args["to"], event.block_number)
+            self.owners[token] = (event.args["to"], event.block_number)
         return problem
 
-    def _on_CreditsAdded(self, event: Row[Any]) -> str | None:
-        problem = self._unknown(event)
+    def _on_credits_added(self, event: ChainLog, ref: int, token: int) -> str | None:
+        problem = self._unknown(event, token)
         if problem is None:
-            self._grant(event, "topup", int(event.args["credits"]))
+            self._grant(event, ref, token, "topup", int(event.args["credits"]))
         return problem
 
-    def _on_AgentMetadataUpdated(self, event: Row[Any]) -> str | None:
-        problem = self._unknown(event)
+    def _on_metadata(self, event: ChainLog, ref: int, token: int) -> str | None:
+        problem = self._unknown(event, token)
         if problem is None:
             args = event.args
-            self.metadata[event.token_id] = {
+            self.metadata[token] = {
                 "uri": args["uri"],
                 "stateHash": args["stateHash"],
                 "block": event.block_number,
             }
         return problem
 
-    def _on_GenerationRequested(self, event: Row[Any]) -> str | None:
-        problem = self._unknown(event)
+    def _on_requested(self, event: ChainLog, ref: int, token: int) -> str | None:
+        problem = self._unknown(event, token)
         if problem is not None:
             return problem
         args = event.args
@@ -169,18 +182,18 @@ class _Plan:
         self.generations.append(
             {
                 "id": chain_generation_id(self.chain_id, request_id),
-                "token_id": event.token_id,
+                "token_id": token,
                 "kind": GENERATION_KINDS.get(int(args["kind"]), "text"),
                 "prompt": args["prompt"],
                 "options": {"requester": args["requester"]},
                 "source": "chain",
                 "chain_request_id": request_id,
-                "chain_event_id": event.id,
+                "chain_event_id": ref,
             }
         )
         return None
 
-    def _on_GenerationMinted(self, event: Row[Any]) -> str | None:
+    def _on_minted(self, event: ChainLog, ref: int, token: int) -> str | None:
         self.mints.append(
             {
                 "b_key": event.args["requestKey"],
@@ -191,9 +204,12 @@ class _Plan:
         )
         return None
 
-    async def write(self, conn: AsyncConnection, event_ids: list[int]) -> None:
-        await insert_many(conn, AGENTS, list(self.agents.values()))
-        await insert_many(conn, table_of(CreditEntry), self.ledger, skip_conflicts=True)
+    async def write(self, conn: AsyncConnection, ids: Sequence[int]) -> None:
+        """The batch's effects, the problems of its events and what subscribers are told;
+        ``ids[ref]`` is the id of event ``ref``. Marking events applied is the caller's."""
+        await insert_many(conn, AGENTS, _resolved(self.agents.values(), "created_event_id", ids))
+        ledger = _resolved(self.ledger, "chain_event_id", ids)
+        await insert_many(conn, table_of(CreditEntry), ledger, skip_conflicts=True)
         await _update_many(conn, _add_credits(), [
             {"b_token": t, "b_amount": n} for t, n in self.credits.items()
         ])  # fmt: skip
@@ -204,10 +220,31 @@ class _Plan:
             {"b_token": t, "b_meta": m} for t, m in self.metadata.items()
         ])  # fmt: skip
         if self.generations:
-            await conn.execute(insert_ignore(conn, table_of(Generation)), self.generations)
+            generations = _resolved(self.generations, "chain_event_id", ids)
+            await conn.execute(insert_ignore(conn, table_of(Generation)), generations)
         await _update_many(conn, _confirm_mint(), self.mints)
-        await _mark_applied(conn, event_ids, self.problems)
+        await _update_many(conn, _set_problem(), [
+            {"b_id": ids[ref], "b_p": p} for ref, p in self.problems.items()
+        ])  # fmt: skip
         await record_events(conn, self.events)
+
+
+def _resolved(
+    rows: Iterable[dict[str, Any]], column: str, ids: Sequence[int]
+) -> list[dict[str, Any]]:
+    """``rows`` with the event ref in ``column`` replaced by the event's id."""
+    return [row | {column: ids[row[column]]} for row in rows]
+
+
+Handler = Callable[[Plan, ChainLog, int, int], str | None]  # → the problem, if any
+HANDLERS: dict[str, Handler] = {
+    "PackagePurchased": Plan._on_purchased,
+    "Transfer": Plan._on_transfer,
+    "CreditsAdded": Plan._on_credits_added,
+    "AgentMetadataUpdated": Plan._on_metadata,
+    "GenerationRequested": Plan._on_requested,
+    "GenerationMinted": Plan._on_minted,
+}
 
 
 async def _update_many(conn: AsyncConnection, statement: Any, params: list[dict[str, Any]]) -> None:
@@ -263,28 +300,24 @@ def _in(conn: AsyncConnection, column: ColumnElement[int], ids: list[int]) -> Co
     return column.in_(ids)
 
 
-async def _mark_applied(conn: AsyncConnection, ids: list[int], problems: dict[int, str]) -> None:
-    await conn.execute(update(EVENTS).where(_in(conn, EVENTS.c.id, ids)).values(applied=True))
-    await _update_many(
-        conn,
-        update(EVENTS).where(EVENTS.c.id == bindparam("b_id")).values(problem=bindparam("b_p")),
-        [{"b_id": i, "b_p": p} for i, p in problems.items()],
-    )
+def _set_problem() -> Any:
+    return update(EVENTS).where(EVENTS.c.id == bindparam("b_id")).values(problem=bindparam("b_p"))
 
 
 async def _pending_batch(
     conn: AsyncConnection, from_block: int, up_to_block: int
-) -> list[Row[Any]]:
+) -> list[tuple[int, ChainLog]]:
     rows = await conn.execute(
         select(
             ChainEvent.id,
-            ChainEvent.name,
-            ChainEvent.args,
-            ChainEvent.token_id,
             ChainEvent.block_number,
             ChainEvent.block_hash,
             ChainEvent.tx_hash,
             ChainEvent.log_index,
+            ChainEvent.address,
+            ChainEvent.name,
+            ChainEvent.args,
+            ChainEvent.token_id,
         )
         .where(
             ChainEvent.applied.is_(False),
@@ -294,7 +327,23 @@ async def _pending_batch(
         .order_by(ChainEvent.block_number, ChainEvent.log_index)
         .limit(APPLY_BATCH)
     )
-    return list(rows)
+    return [(row[0], ChainLog(*row[1:])) for row in rows]
+
+
+async def known_agents(conn: AsyncConnection, tokens: Iterable[int]) -> set[int]:
+    """Which of ``tokens`` have an agent."""
+    wanted = list(tokens)
+    known: set[int] = set()
+    for start in range(0, len(wanted), APPLY_BATCH):  # SQLite takes 32,766 parameters at most
+        chunk = wanted[start : start + APPLY_BATCH]
+        column = AGENTS.c.token_id
+        known.update(await conn.scalars(select(column).where(_in(conn, column, chunk))))
+    return known
+
+
+def token_ids(events: Iterable[ChainLog]) -> set[int]:
+    """The package tokens the events name."""
+    return {e.token_id for e in events if e.token_id is not None}
 
 
 async def apply_confirmed(conn: AsyncConnection, chain_id: int, up_to_block: int) -> ApplyResult:
@@ -302,16 +351,12 @@ async def apply_confirmed(conn: AsyncConnection, chain_id: int, up_to_block: int
     result = ApplyResult()
     from_block = 0  # every unapplied event is at or after the last block a batch reached
     while events := await _pending_batch(conn, from_block, up_to_block):
-        from_block = events[-1].block_number
-        tokens = list({e.token_id for e in events if e.token_id is not None})
-        known = set(
-            await conn.scalars(
-                select(AGENTS.c.token_id).where(_in(conn, AGENTS.c.token_id, tokens))
-            )
-        )
-        plan = _Plan(chain_id=chain_id, known=known)
-        for event in events:
-            plan.add(event)
-        await plan.write(conn, [e.id for e in events])
+        from_block = events[-1][1].block_number
+        plan = Plan(chain_id, await known_agents(conn, token_ids(e for _, e in events)))
+        for ref, (_, event) in enumerate(events):
+            plan.add(event, ref)
+        ids = [event_id for event_id, _ in events]
+        await plan.write(conn, ids)
+        await conn.execute(update(EVENTS).where(_in(conn, EVENTS.c.id, ids)).values(applied=True))
         result.add(plan.result)
     return result

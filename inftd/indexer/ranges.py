@@ -61,7 +61,8 @@ class AdaptiveRange:
         return self.size
 
 
-def _log_position(log: LogDict) -> tuple[int, int]:
+def log_position(log: LogDict) -> tuple[int, int]:
+    """(block number, log index) of a raw log: its place in the chain."""
     return int(log["blockNumber"], 16), int(log["logIndex"], 16)
 
 
@@ -90,7 +91,7 @@ async def _fetch_range(
         sizer.record_success(chunk, len(part), time.monotonic() - started)
         logs.extend(part)
         cursor += chunk
-    logs.sort(key=_log_position)  # nodes send them sorted; a proxy or a mix of nodes may not
+    logs.sort(key=log_position)  # nodes send them sorted; a proxy or a mix of nodes may not
     return logs
 
 

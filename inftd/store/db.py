@@ -7,11 +7,13 @@ synchronous work (migrations, CLI) and for the asyncio daemon is chosen here. Al
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Dialect, Engine, Table, create_engine, event
+import orjson
+from sqlalchemy import JSON, Column, Dialect, Engine, Table, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -88,6 +90,7 @@ def create_async(url: str) -> AsyncEngine:
 # -- bulk inserts ---------------------------------------------------------------------------
 
 Processor = Callable[[Any], Any]
+Columns = Mapping[str, Sequence[Any]]  # column name → its values, one per row
 
 
 def _bind_processor(column: Column[Any], dialect: Dialect) -> Processor | None:
@@ -96,29 +99,33 @@ def _bind_processor(column: Column[Any], dialect: Dialect) -> Processor | None:
     return processor
 
 
-def _bind(column: Column[Any], dialect: Dialect, value: Any) -> Any:
+def _json_processor(process: Processor | None) -> Processor:
+    """JSON text of a value, as SQLAlchemy's own processor would store it, but with orjson.
+
+    Containers go through orjson (several times faster than json); what orjson refuses
+    (an integer beyond 64 bits), and anything else, goes the standard way."""
+
+    def standard(value: Any) -> Any:
+        return process(value) if process else json.dumps(value)
+
+    def text(value: Any) -> Any:
+        if type(value) is dict or type(value) is list:
+            try:
+                return orjson.dumps(value).decode()
+            except TypeError:
+                return json.dumps(value)
+        return standard(value)
+
+    return text
+
+
+def _driver_values(column: Column[Any], dialect: Dialect, values: Sequence[Any]) -> Sequence[Any]:
+    """``values`` of ``column`` as the driver gets them; JSON as text (cast on PostgreSQL)."""
     process = _bind_processor(column, dialect)
-    return process(value) if process else value
-
-
-def _row_maker(
-    table: Table, dialect: Dialect, keys: list[str], constants: list[Any]
-) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
-    """Turns a row into the driver's parameters: ``keys`` in order, then ``constants``."""
-    processors = [
-        (i, process)
-        for i, key in enumerate(keys)
-        if (process := _bind_processor(table.c[key], dialect)) is not None
-    ]
-
-    def make(row: Mapping[str, Any]) -> tuple[Any, ...]:
-        values = [row[key] for key in keys]
-        for i, process in processors:
-            values[i] = process(values[i])
-        values.extend(constants)
-        return tuple(values)
-
-    return make
+    if isinstance(column.type, JSON):
+        text = _json_processor(process if dialect.name != "postgresql" else None)
+        return [text(v) for v in values]
+    return [process(v) for v in values] if process else values
 
 
 def _batch_default(column: Column[Any]) -> Any:
@@ -142,20 +149,22 @@ def _batch_defaults(table: Table, keys: Sequence[str]) -> dict[str, Any]:
     }
 
 
+def _names(table: Table, dialect: Dialect, names: Sequence[str]) -> str:
+    return ", ".join(dialect.identifier_preparer.quote(n) for n in names)
+
+
 async def _insert_sqlite(
-    conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]], skip_conflicts: bool
+    conn: AsyncConnection, table: Table, columns: Columns, rows: int, skip_conflicts: bool
 ) -> int:
-    keys = list(rows[0])
-    fixed = _batch_defaults(table, keys)
     dialect = conn.dialect
-    constants = [_bind(table.c[k], dialect, v) for k, v in fixed.items()]
-    make = _row_maker(table, dialect, keys, constants)
-    names = ", ".join(dialect.identifier_preparer.quote(n) for n in [*keys, *fixed])
-    marks = ", ".join("?" for _ in range(len(keys) + len(fixed)))
+    fixed = _batch_defaults(table, list(columns))
+    values = [_driver_values(table.c[k], dialect, v) for k, v in columns.items()]
+    values += [list(_driver_values(table.c[k], dialect, [v])) * rows for k, v in fixed.items()]
+    marks = ", ".join("?" for _ in values)
     conflict = " ON CONFLICT DO NOTHING" if skip_conflicts else ""
-    sql = f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({names}) "
-    sql += f"VALUES ({marks}){conflict}"
-    result = await conn.exec_driver_sql(sql, [make(row) for row in rows])
+    sql = f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
+    sql += f"({_names(table, dialect, [*columns, *fixed])}) VALUES ({marks}){conflict}"
+    result = await conn.exec_driver_sql(sql, list(zip(*values, strict=True)))
     return max(result.rowcount, 0)  # sqlite3 sums executemany's changes: skipped rows add 0
 
 
@@ -163,35 +172,89 @@ def _postgres_sql(table: Table, dialect: Dialect, keys: list[str], fixed: list[s
     def sql_type(name: str) -> str:
         return str(table.c[name].type.compile(dialect=dialect))
 
+    def array_type(name: str) -> str:  # JSON travels as text (orjson's), cast in the query
+        return "text" if isinstance(table.c[name].type, JSON) else sql_type(name)
+
     # Arrays travel in binary (%b): psycopg escapes text-format arrays element by element.
-    arrays = ", ".join(f"%(r{i})b::{sql_type(k)}[]" for i, k in enumerate(keys))
+    arrays = ", ".join(f"%(r{i})b::{array_type(k)}[]" for i, k in enumerate(keys))
     scalars = [f"%(f{i})s::{sql_type(k)}" for i, k in enumerate(fixed)]
     aliases = [f"c{i}" for i in range(len(keys))]
-    names = ", ".join(dialect.identifier_preparer.quote(n) for n in [*keys, *fixed])
+    selected = [
+        f"{a}::{sql_type(k)}" if isinstance(table.c[k].type, JSON) else a
+        for a, k in zip(aliases, keys, strict=True)
+    ]
     return (
-        f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({names}) "
-        f"SELECT {', '.join([*aliases, *scalars])} FROM unnest({arrays}) AS r({', '.join(aliases)})"
+        f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
+        f"({_names(table, dialect, [*keys, *fixed])}) SELECT {', '.join([*selected, *scalars])} "
+        f"FROM unnest({arrays}) AS r({', '.join(aliases)})"
     )
 
 
-async def _insert_postgres(
-    conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]], skip_conflicts: bool
-) -> int:
-    keys = list(rows[0])
-    fixed = _batch_defaults(table, keys)
+def _postgres_statement(
+    conn: AsyncConnection, table: Table, columns: Columns, skip_conflicts: bool
+) -> tuple[str, dict[str, Any]]:
     dialect = conn.dialect
-    params: dict[str, Any] = {}
-    for i, key in enumerate(keys):
-        process = _bind_processor(table.c[key], dialect)
-        values = [row[key] for row in rows]
-        params[f"r{i}"] = [process(v) for v in values] if process else values
+    fixed = _batch_defaults(table, list(columns))
+    params: dict[str, Any] = {
+        f"r{i}": list(_driver_values(table.c[k], dialect, v))
+        for i, (k, v) in enumerate(columns.items())
+    }
     for i, (key, value) in enumerate(fixed.items()):
-        params[f"f{i}"] = _bind(table.c[key], dialect, value)
-    sql = _postgres_sql(table, dialect, keys, list(fixed))
+        process = _bind_processor(table.c[key], dialect)
+        params[f"f{i}"] = process(value) if process else value
+    sql = _postgres_sql(table, dialect, list(columns), list(fixed))
     if skip_conflicts:
         sql += " ON CONFLICT DO NOTHING"
+    return sql, params
+
+
+def _row_count(columns: Columns) -> int:
+    counts = {len(values) for values in columns.values()}
+    if len(counts) != 1:
+        raise ValueError(f"bulk inserts need columns of one length, got {sorted(counts)}")
+    return counts.pop()
+
+
+async def insert_columns(
+    conn: AsyncConnection, table: Table, columns: Columns, *, skip_conflicts: bool = False
+) -> int:
+    """INSERT rows given column by column (lists of equal length); returns how many went in.
+
+    The rows come out as SQLAlchemy's own executemany would write them: values go through
+    the columns' types, missing columns get their Python-side defaults (evaluated once for
+    the batch), server defaults and autoincrement keys are left to the database. It skips
+    SQLAlchemy's per-row work, which dominates a backfill: SQLite gets one prepared
+    statement run by ``executemany``, PostgreSQL an ``INSERT ... SELECT FROM unnest(...)``
+    over one array per column; JSON is written by orjson. ``skip_conflicts`` adds
+    ON CONFLICT DO NOTHING.
+    """
+    rows = _row_count(columns)
+    if not rows:
+        return 0
+    if conn.dialect.name != "postgresql":
+        return await _insert_sqlite(conn, table, columns, rows, skip_conflicts)
+    sql, params = _postgres_statement(conn, table, columns, skip_conflicts)
     result = await conn.exec_driver_sql(sql, params)
     return max(result.rowcount, 0)  # one statement: its rowcount counts the rows inserted
+
+
+async def insert_returning(
+    conn: AsyncConnection,
+    table: Table,
+    columns: Columns,
+    returning: Sequence[str],
+    *,
+    skip_conflicts: bool = False,
+) -> list[tuple[Any, ...]]:
+    """``insert_columns`` on PostgreSQL, returning ``returning`` of each row inserted (in no
+    promised order). SQLite has no RETURNING for executemany: callers choose keys there."""
+    if conn.dialect.name != "postgresql":
+        raise ValueError("insert_returning needs PostgreSQL")
+    if not _row_count(columns):
+        return []
+    sql, params = _postgres_statement(conn, table, columns, skip_conflicts)
+    sql += f" RETURNING {_names(table, conn.dialect, returning)}"
+    return [tuple(row) for row in await conn.exec_driver_sql(sql, params)]
 
 
 async def insert_many(
@@ -201,17 +264,8 @@ async def insert_many(
     *,
     skip_conflicts: bool = False,
 ) -> int:
-    """INSERT ``rows`` (dicts with the same keys) in one statement; returns how many went in.
-
-    The rows come out as SQLAlchemy's own executemany would write them: values go through
-    the columns' types, missing columns get their Python-side defaults (evaluated once for
-    the batch), server defaults and autoincrement keys are left to the database. It skips
-    SQLAlchemy's per-row work, which dominates a backfill: SQLite gets one prepared
-    statement run by ``executemany``, PostgreSQL an ``INSERT ... SELECT FROM unnest(...)``
-    over one array per column. ``skip_conflicts`` adds ON CONFLICT DO NOTHING.
-    """
+    """INSERT ``rows`` (dicts with the same keys) in one statement: ``insert_columns``."""
     if not rows:
         return 0
-    if conn.dialect.name == "postgresql":
-        return await _insert_postgres(conn, table, rows, skip_conflicts)
-    return await _insert_sqlite(conn, table, rows, skip_conflicts)
+    columns = {key: [row[key] for row in rows] for key in rows[0]}
+    return await insert_columns(conn, table, columns, skip_conflicts=skip_conflicts)

@@ -16,12 +16,12 @@ from inftd.indexer.deployment import Deployment
 
 PACKAGE = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 DEPLOYMENT = Deployment(
-    chainId=31337,
-    packageAddress=PACKAGE,
-    generationAddress="0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512",
-    deployBlock=1,
-    deployBlockHash="0x" + "00" * 32,
-    abiVersion="x",
+    chain_id=31337,
+    package_address=PACKAGE,
+    generation_address="0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512",
+    deploy_block=1,
+    deploy_block_hash="0x" + "00" * 32,
+    abi_version="x",
     deployer=PACKAGE,
     minter=PACKAGE,
     operator=PACKAGE,
@@ -103,3 +103,19 @@ def test_an_out_of_range_word_is_a_decode_error() -> None:
     assert DECODER.decode(good) is not None
     with pytest.raises(DecodeError):
         DECODER.decode(log([REQUESTED, topic(1), topic(2), topic(b"\1" * 20)], b"\xff" * 64))
+
+
+@given(token=uint256, buyer=addresses)
+def test_the_package_token_is_read_without_decoding(token: int, buyer: bytes) -> None:
+    entry = log([PURCHASED, topic(token), topic(buyer), topic(0)], encode(["uint256"] * 2, [1, 2]))
+    event = DECODER.decode(entry)
+    assert event is not None
+    assert DECODER.token_id(entry) == event.token_id == token
+
+
+def test_the_package_token_of_a_log_not_indexed_is_none() -> None:
+    other = log([PURCHASED, topic(1), topic(b"\1" * 20), topic(0)], b"\0" * 64)
+    other["address"] = "0x" + "77" * 20
+    assert DECODER.token_id(other) is None
+    with pytest.raises(DecodeError):
+        DECODER.token_id(log([PURCHASED, "0xnothex", topic(b"\1" * 20), topic(0)], b"\0" * 64))
