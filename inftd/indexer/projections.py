@@ -222,11 +222,31 @@ class Plan:
         if self.generations:
             generations = _resolved(self.generations, "chain_event_id", ids)
             await conn.execute(insert_ignore(conn, table_of(Generation)), generations)
-        await _update_many(conn, _confirm_mint(), self.mints)
+        if self.mints:
+            await self._untell_known_mints(conn)
+            await _update_many(conn, _confirm_mint(), self.mints)
         await _update_many(conn, _set_problem(), [
             {"b_id": ids[ref], "b_p": p} for ref, p in self.problems.items()
         ])  # fmt: skip
         await record_events(conn, self.events)
+
+    async def _untell_known_mints(self, conn: AsyncConnection) -> None:
+        """Drop ``mint.confirmed`` for mints already confirmed (by the relayer's receipt):
+        subscribers hear of each mint's confirmation once, whichever path saw it first."""
+        keys = [m["b_key"] for m in self.mints]
+        done = set(
+            await conn.scalars(
+                select(Mint.request_key).where(
+                    Mint.request_key.in_(keys), Mint.status == "confirmed"
+                )
+            )
+        )
+        if done:
+            self.events = [
+                e
+                for e in self.events
+                if not (e.type == "mint.confirmed" and e.payload.get("requestKey") in done)
+            ]
 
 
 def _resolved(

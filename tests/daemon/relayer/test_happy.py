@@ -69,6 +69,8 @@ async def test_each_generation_is_minted_once_with_its_key_uri_and_hash(
     assert {g: shown(r) for g, r in (await mints(engine)).items()} == {
         g: shown(r) for g, r in rows.items()
     }
+    again = [e for e in await events(engine) if e.type == "mint.confirmed"]
+    assert len(again) == len(confirmed)  # subscribers hear of each confirmation once
 
 
 async def test_the_owner_at_mint_time_gets_the_nft(
