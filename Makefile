@@ -40,6 +40,9 @@ artifacts: $(NPM_STAMP)
 
 bench: $(PY_STAMP) $(NPM_STAMP)
 	$(BIN)/python -m bench.backfill
+	$(BIN)/python -m bench.api
+	$(BIN)/python -m bench.mints
+	$(BIN)/python -m bench.generation
 
 clean:
 	rm -rf $(VENV) node_modules out cache .pytest_cache .ruff_cache
