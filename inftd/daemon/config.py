@@ -38,6 +38,7 @@ SECRET_FIELDS = frozenset(
         "auth_secret",
         "deployer_key",
         "minter_key",
+        "operator_key",
         "operator_api_key",
         "webhook_secret",
         "openai_api_key",
@@ -322,6 +323,9 @@ class RelayerSettings(_Section):
     backoff_max: float = Field(600, gt=0, le=86_400)  # longest wait between retries
     poll_interval: float = Field(1.0, gt=0, le=600)  # seconds between rounds
     rpc_concurrency: int = Field(16, ge=1, le=256)  # RPC calls in flight at once
+    # Agent state hashes written on chain (relayer/statesync.py) with INFTD_OPERATOR_KEY.
+    state_sync: bool = False
+    state_sync_interval: float = Field(300, gt=0, le=86_400)  # seconds between sync rounds
 
     @model_validator(mode="after")
     def _backoff_ordered(self) -> RelayerSettings:
@@ -364,6 +368,7 @@ class Settings(BaseSettings):
     auth_secret: SecretStr | None = None  # signs bearer tokens; random per process if unset
     deployer_key: SecretStr | None = None
     minter_key: SecretStr | None = None
+    operator_key: SecretStr | None = None  # holds INFTPackage's OPERATOR_ROLE (state sync)
     operator_api_key: SecretStr | None = None
     webhook_secret: SecretStr | None = None
     openai_api_key: SecretStr | None = None

@@ -22,6 +22,7 @@ from inftd.daemon.api import (
     push,
     social,
     spend,
+    statesync,
     status,
     webhooks,
     ws,
@@ -73,6 +74,7 @@ def create_app(runtime: Runtime) -> web.Application:
     generations.add_routes(app)
     mints.add_routes(app)
     spend.add_routes(app)
+    statesync.add_routes(app)
     openapi.add_routes(app, MAX_BODY_BYTES)
     return app
 

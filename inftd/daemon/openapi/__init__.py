@@ -31,6 +31,7 @@ from inftd.daemon.openapi import (
     mints,
     social,
     spend,
+    statesync,
 )
 from inftd.daemon.openapi.section import Section
 
@@ -48,6 +49,7 @@ SECTIONS: tuple[Callable[[], Section], ...] = (
     memory.section,
     social.section,
     spend.section,
+    statesync.section,
 )
 
 
