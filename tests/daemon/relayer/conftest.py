@@ -4,6 +4,7 @@ worker does it (``add_mint``), and relayers over them, as after a restart."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -179,3 +180,16 @@ def assert_minted_once(contracts: Contracts, engine_rows: dict[str, Any], owner:
 
 def minter_nonce(contracts: Contracts, tag: str = "latest") -> int:
     return int(contracts.w3.eth.get_transaction_count(MINTER.address, tag))  # type: ignore[arg-type]
+
+
+MINED_WITHIN = 10.0  # seconds a sent transaction may take to show a receipt
+
+
+async def mined(url: str, tx_hash: str) -> None:
+    """Wait until ``tx_hash`` has a receipt: Anvil answers a send before the block that
+    includes it is visible to every reader, so a test that reads the chain next waits."""
+    for _ in range(int(MINED_WITHIN / 0.02)):
+        if rpc_call(url, "eth_getTransactionReceipt", [tx_hash]) is not None:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{tx_hash} was not mined within {MINED_WITHIN} s")

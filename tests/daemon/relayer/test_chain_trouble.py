@@ -21,6 +21,7 @@ from tests.daemon.relayer.conftest import (
     assert_minted_once,
     attempts,
     finish_generations,
+    mined,
     minter_nonce,
     mints,
     settle,
@@ -106,7 +107,8 @@ async def test_a_nonce_spent_by_another_transaction_of_the_key_is_repaired(
     with pytest.raises(Crash):
         await settle(make_relayer(CrashAfterStore()))
     (stored,) = await attempts(engine)
-    outside_transaction(chain)  # takes the nonce the stored transaction was signed with
+    # takes the nonce the stored transaction was signed with
+    await mined(chain.url, outside_transaction(chain))
     assert minter_nonce(contracts) == stored.nonce + 1
 
     await settle(make_relayer())
@@ -118,8 +120,8 @@ async def test_a_nonce_spent_by_another_transaction_of_the_key_is_repaired(
     assert (await mints(engine))[gid].error is None
 
     # The key used twice more while nothing is in flight: the counter catches up.
-    outside_transaction(chain)
-    outside_transaction(chain)
+    await mined(chain.url, outside_transaction(chain))
+    await mined(chain.url, outside_transaction(chain))
     (later,) = await finish_generations(engine, token, 1)
     await settle(make_relayer())
     newest = (await attempts(engine))[-1]

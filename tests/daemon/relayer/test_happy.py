@@ -20,6 +20,7 @@ from tests.daemon.relayer.conftest import (
     attempts,
     events,
     finish_generations,
+    mined,
     minted_logs,
     minter_nonce,
     mints,
@@ -92,6 +93,8 @@ async def test_the_indexer_confirms_first_and_the_relayer_agrees(
     (gid,) = await finish_generations(engine, token, 1)
     with pytest.raises(Crash):
         await make_relayer(CrashAfterBroadcast()).step()
+    (sent,) = await attempts(engine)
+    await mined(contracts.url, sent.tx_hash)
     await indexer.sync_once()  # GenerationMinted: the projection confirms it
     by_indexer = (await mints(engine))[gid]
     assert by_indexer.status == "confirmed"
