@@ -28,6 +28,7 @@ from inftd.daemon.relayer.statesync import (
     operator_account,
 )
 from inftd.indexer.deployment import Deployment
+from tests.daemon.relayer.conftest import mined
 from tests.support.api import api_client, bearer, runtime_of, sign_in
 from tests.support.contracts import Contracts
 
@@ -89,6 +90,15 @@ async def syncer(client: Client) -> AsyncIterator[StateSync]:
     await syncer.close()
 
 
+async def sync_mined(syncer: StateSync, chain: Anvil, token_id: int) -> Any:
+    """A sync, and its transaction's receipt when it sent one (Anvil answers the send
+    before the block is visible to every reader)."""
+    result = await syncer.sync(token_id)
+    if result.tx_hash is not None:
+        await mined(chain.url, result.tx_hash)
+    return result
+
+
 def on_chain(chain: Anvil, deployment: Deployment, token_id: int) -> tuple[str, str]:
     uri, state_hash = (
         Contracts(chain.url, deployment).package.functions.agentMetadata(token_id).call()
@@ -111,7 +121,7 @@ async def test_a_sync_writes_the_hash_of_the_bytes_the_uri_serves(
     client: Client, syncer: StateSync, chain: Anvil, deployment: Deployment
 ) -> None:
     assert on_chain(chain, deployment, 1)[1] == "0x" + "00" * 32
-    synced = await syncer.sync(1)
+    synced = await sync_mined(syncer, chain, 1)
     assert synced.outcome is Outcome.SENT
     assert synced.tx_hash is not None
     assert on_chain(chain, deployment, 1) == (synced.uri, synced.state_hash)
@@ -127,7 +137,7 @@ async def test_a_sync_writes_the_hash_of_the_bytes_the_uri_serves(
 async def test_no_change_sends_nothing_and_a_change_sends_a_new_hash(
     client: Client, syncer: StateSync, chain: Anvil, deployment: Deployment
 ) -> None:
-    first = await syncer.sync(1)
+    first = await sync_mined(syncer, chain, 1)
     sent = sent_count(chain)
     again = await syncer.sync(1)
     assert again.outcome is Outcome.UNCHANGED
@@ -136,7 +146,7 @@ async def test_no_change_sends_nothing_and_a_change_sends_a_new_hash(
     owner = bearer(await sign_in(client, BUYER))
     response = await client.put("/v1/agents/1/preferences", json={"style": "ink"}, headers=owner)
     assert response.status == 200, await response.text()
-    changed = await syncer.sync(1)
+    changed = await sync_mined(syncer, chain, 1)
     assert changed.outcome is Outcome.SENT
     assert changed.state_hash != first.state_hash
     assert sent_count(chain) == sent + 1
@@ -159,9 +169,12 @@ async def test_the_indexer_projects_the_synced_metadata(
     assert (await syncer.sync(1)).outcome is Outcome.UNCHANGED
 
 
-async def test_a_round_syncs_every_agent_once(client: Client, syncer: StateSync) -> None:
+async def test_a_round_syncs_every_agent_once(
+    client: Client, syncer: StateSync, chain: Anvil
+) -> None:
     first = await syncer.round(None)
     assert [(s.token_id, s.outcome) for s in first] == [(1, Outcome.SENT)]
+    await mined(chain.url, first[0].tx_hash)
     assert [s.outcome for s in await syncer.round(None)] == [Outcome.UNCHANGED]
 
 
@@ -190,6 +203,7 @@ async def test_the_route_needs_the_owner_or_the_operator(
         assert response.status == 202, await response.text()
         body = await response.json()
         assert body["outcome"] == "sent"
+        await mined(chain.url, body["txHash"])
         assert on_chain(chain, deployment, 1) == (body["uri"], body["stateHash"])
         again = await client.post(path, headers=bearer(OPERATOR_API_KEY))
         assert again.status == 202
