@@ -4,7 +4,11 @@ DaemonError
  ├── ConfigError   a setting is missing or invalid (the message names the key)
  ├── DeployError   deploying the contracts failed
  ├── DevnetError   the local Anvil chain could not be started or found
- └── EmbeddingError  an embedding provider refused or failed (never names the key)
+ ├── EmbeddingError  an embedding provider refused or failed (never names the key)
+ └── defined where they are raised:
+      AuthError (auth), PushTargetError (push), ProviderError (providers.base),
+      GenerationError and GenerationFailed (generation), RelayerHalted and
+      StateSyncError (relayer)
 """
 
 from __future__ import annotations
