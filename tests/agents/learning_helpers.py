@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from inftd.agents.embeddings import LocalEmbedder
 from inftd.agents.learning import Feedback, FeedbackOutcome, give_feedback
 from inftd.agents.writer import AgentWriter
-from inftd.store import migrate
 from inftd.store.db import create_async
 from inftd.store.models import Agent, EventRecord, Generation
+from tests.support.schema import migrated as migrate_fresh
 
 EMBEDDER = LocalEmbedder(64)
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -25,7 +25,7 @@ OWNER = "0x" + "11" * 20
 
 @asynccontextmanager
 async def migrated(url: str) -> AsyncIterator[AsyncEngine]:
-    migrate.upgrade(url)
+    migrate_fresh(url)
     engine = create_async(url)
     try:
         yield engine

@@ -32,15 +32,15 @@ from inftd.agents.errors import (
 )
 from inftd.agents.ledger import Balances, ledger_page, move_cached
 from inftd.agents.writer import AgentWriter
-from inftd.store import migrate
 from inftd.store.db import create_async, is_sqlite
 from inftd.store.models import EventRecord
 from tests.agents.credits_helpers import add_agent, as_writer, both_balances, entry_count
+from tests.support.schema import migrated
 
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    migrate.upgrade(database_url)
+    migrated(database_url)
     engine = create_async(database_url)
     await add_agent(engine, 1, credits=10)
     yield engine
@@ -468,7 +468,7 @@ async def run_sequence(url: str, token_id: int, operations: list[tuple[Any, ...]
 
 
 def test_any_sequence_keeps_the_invariants(database_url: str) -> None:
-    migrate.upgrade(database_url)
+    migrated(database_url)
     token_ids = itertools.count(100)
 
     @settings(

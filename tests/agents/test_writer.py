@@ -13,14 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from inftd.agents.errors import UnknownAgent
 from inftd.agents.messages import send_message
 from inftd.agents.writer import AgentWriter
-from inftd.store import migrate
 from inftd.store.db import create_async
 from inftd.store.models import Agent, AgentMessage
+from tests.support.schema import migrated
 
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    migrate.upgrade(database_url)
+    migrated(database_url)
     engine = create_async(database_url)
     async with engine.begin() as conn:
         for token_id in (1, 2):
@@ -63,7 +63,7 @@ async def test_two_agents_writing_to_each_other_across_engines_do_not_deadlock(
     postgres_url: str,
 ) -> None:
     """Separate engines stand for separate processes: only row locks order them."""
-    migrate.upgrade(postgres_url)
+    migrated(postgres_url)
     engines = [create_async(postgres_url) for _ in range(2)]
     try:
         async with engines[0].begin() as conn:

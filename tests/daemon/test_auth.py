@@ -26,10 +26,10 @@ from inftd.daemon.auth import (
 from inftd.daemon.config import Settings
 from inftd.daemon.devnet import BUYER, FRIEND
 from inftd.daemon.siwe import SiweMessage
-from inftd.store import migrate
 from inftd.store.db import create_async
 from inftd.store.models import AuthNonce
 from tests.support.api import sign
+from tests.support.schema import migrated
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 DOMAIN = "inftd.example"
@@ -203,7 +203,7 @@ def test_a_malformed_message_is_refused() -> None:
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    migrate.upgrade(database_url)
+    migrated(database_url)
     engine = create_async(database_url)
     yield engine
     await engine.dispose()

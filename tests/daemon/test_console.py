@@ -31,11 +31,11 @@ from inftd.daemon.devnet import BUYER, FRIEND, Anvil, DevAccount
 from inftd.daemon.runtime import Runtime, open_runtime
 from inftd.daemon.server import create_app
 from inftd.indexer.deployment import Deployment
-from inftd.store import migrate
 from inftd.store.db import sqlite_url
 from inftd.store.models import Generation
 from tests.support.api import sign
 from tests.support.contracts import Contracts
+from tests.support.schema import migrated
 
 CHROMIUM = "/usr/bin/chromium"
 INSTALL_HINT = "apt-get install -y chromium"
@@ -86,7 +86,7 @@ async def console(
         database_url=sqlite_url(tmp_path / "inftd.db"),
         chain={"rpc_urls": [chain.url]},
     )
-    migrate.upgrade(settings.database)
+    migrated(settings.database)
     stop = asyncio.Event()
     async with open_runtime(settings, deployment) as runtime:
         app = create_app(runtime)

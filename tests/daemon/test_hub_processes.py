@@ -22,11 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inftd.daemon.devnet import FRIEND, Anvil
 from inftd.indexer.deployment import Deployment
-from inftd.store import migrate
 from inftd.store.db import create_async
 from inftd.store.models import EventRecord
 from tests.support.contracts import Contracts
 from tests.support.faultproxy import FaultProxy
+from tests.support.schema import migrated
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(240)]
 
@@ -92,7 +92,7 @@ async def api_processes(*processes: ApiProcess) -> AsyncIterator[None]:
 
 @pytest.fixture
 async def engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
-    migrate.upgrade(postgres_url)
+    migrated(postgres_url)
     engine = create_async(postgres_url)
     yield engine
     await engine.dispose()

@@ -24,9 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from inftd.agents.events import NewEvent, record_events
 from inftd.daemon.config import PushSettings
 from inftd.daemon.push import SEND_BATCH, PushDispatcher, push_cursor
-from inftd.store import migrate
 from inftd.store.db import create_async
 from inftd.store.models import Agent, EventRecord, PushDelivery, PushSubscription
+from tests.support.schema import migrated
 
 pytestmark = pytest.mark.postgres
 
@@ -140,7 +140,7 @@ class Receiver:
 @pytest.fixture
 async def engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
     """A migrated database with agent 1 and the push cursor made (events count from now)."""
-    migrate.upgrade(postgres_url)
+    migrated(postgres_url)
     engine = create_async(postgres_url)
     async with engine.begin() as conn:
         await conn.execute(

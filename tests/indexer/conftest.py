@@ -12,10 +12,10 @@ from inftd.daemon.devnet import Anvil
 from inftd.indexer.deployment import Deployment
 from inftd.indexer.follower import Indexer, IndexerConfig
 from inftd.indexer.rpc import ChainRpc
-from inftd.store import migrate
 from inftd.store.db import create_async
 from tests.support.contracts import Contracts
 from tests.support.faultproxy import FaultProxy
+from tests.support.schema import migrated
 from tests.support.state import MakeIndexer, fast_rpc
 
 
@@ -26,7 +26,7 @@ def contracts(chain: Anvil, deployment: Deployment) -> Contracts:
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    migrate.upgrade(database_url)
+    migrated(database_url)
     engine = create_async(database_url)
     yield engine
     await engine.dispose()

@@ -4,10 +4,10 @@ import dataclasses
 
 import pytest
 
-from inftd.store import migrate
 from inftd.store.binding import ChainIdentity, bind_chain
 from inftd.store.db import create_async
 from inftd.store.errors import ChainMismatchError
+from tests.support.schema import migrated
 
 IDENTITY = ChainIdentity(
     chain_id=31337,
@@ -19,7 +19,7 @@ IDENTITY = ChainIdentity(
 
 
 async def test_a_database_stays_bound_to_its_first_chain(database_url: str) -> None:
-    migrate.upgrade(database_url)
+    migrated(database_url)
     engine = create_async(database_url)
     try:
         await bind_chain(engine, IDENTITY)

@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inftd.store import migrate
 from inftd.store.db import create_async
+from tests.support.schema import migrated
 
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    migrate.upgrade(database_url)
+    migrated(database_url)
     engine = create_async(database_url)
     yield engine
     await engine.dispose()

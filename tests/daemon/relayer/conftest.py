@@ -25,10 +25,10 @@ from inftd.daemon.relayer.relayer import Relayer
 from inftd.indexer.deployment import Deployment
 from inftd.indexer.follower import Indexer, IndexerConfig
 from inftd.indexer.rpc import ChainRpc
-from inftd.store import migrate
 from inftd.store.db import create_async
 from inftd.store.models import EventRecord, Generation, Mint, MintAttempt, table_of
 from tests.support.contracts import Contracts
+from tests.support.schema import migrated
 
 MakeRelayer = Callable[..., Relayer]
 FAST = {  # rounds back to back in tests; retries due at once
@@ -52,7 +52,7 @@ def contracts(chain: Anvil, deployment: Deployment) -> Contracts:
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    migrate.upgrade(database_url)
+    migrated(database_url)
     engine = create_async(database_url)
     yield engine
     await engine.dispose()
