@@ -43,6 +43,7 @@ bench: $(PY_STAMP) $(NPM_STAMP)
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.mints
 	$(BIN)/python -m bench.generation
+	$(BIN)/python -m bench.report
 
 clean:
 	rm -rf $(VENV) node_modules out cache .pytest_cache .ruff_cache
