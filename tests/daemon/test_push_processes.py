@@ -9,7 +9,7 @@ import signal
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -27,12 +27,12 @@ from inftd.daemon.push import SEND_BATCH, PushDispatcher, push_cursor
 from inftd.store import migrate
 from inftd.store.db import create_async
 from inftd.store.models import Agent, EventRecord, PushDelivery, PushSubscription
+from tests.support.processes import BOUND, until
 
 pytestmark = pytest.mark.postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_DISPATCHER = "from tests.daemon.test_push_processes import main; main()"
-BOUND = 60.0  # seconds: only a failure bound, never a speed requirement
 OWNER = "0x" + "11" * 20
 
 
@@ -181,15 +181,6 @@ async def delivered(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         query = select(func.count()).where(PushDelivery.status == "delivered")
         return int(await conn.scalar(query) or 0)
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    try:
-        async with asyncio.timeout(BOUND):  # a bound on failure, not a speed requirement
-            while not await check():  # noqa: ASYNC110 - the database has no event to await
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"not within {BOUND} s: {what}") from None
 
 
 async def test_two_dispatcher_processes_deliver_each_event_once(
