@@ -7,7 +7,6 @@ Takeover times are printed (``-s``), never asserted: speed is for bench/, not te
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,7 +31,7 @@ from inftd.store.models import ChainEvent, CreditEntry, DaemonProcess, SyncCurso
 from tests.support.contracts import Contracts
 from tests.support.faultproxy import FaultProxy
 from tests.support.mints import assert_minted_once, finish_generations, mints
-from tests.support.processes import BOUND, InftdProcess, env_of, running, until
+from tests.support.processes import BOUND, InftdProcess, clean_env, env_of, running, until
 from tests.support.state import agents
 from tests.support.ws import events_until, receive, with_kind
 
@@ -257,7 +256,7 @@ async def test_status_reads_every_role_and_fails_without_an_indexer_leader(
 ) -> None:
     contracts = Contracts(chain.url, deployment)
     indexer, worker, api = make("i", "indexer"), make("w", "worker"), make("a", "api,relayer")
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("INFTD_")}, **indexer.env}
+    env = {**clean_env(), **indexer.env}
     async with running(indexer, worker, api):
         token = contracts.buy(0)
         await until(having_agents(engine, [token]), "the agent is indexed")

@@ -7,12 +7,18 @@ import asyncio
 import os
 import re
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 BOUND = 60.0  # seconds: only a failure bound, never a speed requirement
+
+
+def clean_env() -> dict[str, str]:
+    """The test's environment without its ``INFTD_*`` variables: a child gets only ours."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("INFTD_")}
 
 
 class InftdProcess:
@@ -40,11 +46,10 @@ class InftdProcess:
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("INFTD_")}
         with self.log.open("wb") as stderr:
             self.process = await asyncio.create_subprocess_exec(
                 *self.command(),
-                env={**clean, "INFTD_DATA_DIR": str(self.data_dir), **self.env},
+                env={**clean_env(), "INFTD_DATA_DIR": str(self.data_dir), **self.env},
                 stdout=asyncio.subprocess.PIPE,
                 stderr=stderr,
             )
@@ -101,3 +106,14 @@ async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
 def env_of(**settings: object) -> dict[str, str]:
     """``INFTD_*`` variables from keyword settings (``chain__poll_interval=0.2``)."""
     return {f"INFTD_{key.upper()}": str(value) for key, value in settings.items()}
+
+
+def inftd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The ``inftd`` command run to its end, with no ``INFTD_*`` of the test's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "inftd.daemon.cli", *args],
+        env={**clean_env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
