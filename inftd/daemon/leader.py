@@ -92,7 +92,7 @@ class Leadership:
                 row = await cursor.fetchone()
         except (psycopg.Error, OSError, TimeoutError) as exc:
             log.warning("%s lock: cannot try it: %s", self.name, exc)
-            await self._close()
+            await self.close()
             return False
         self._set(bool(row and row[0]))
         return self.leading
@@ -107,7 +107,7 @@ class Leadership:
                 else:
                     await _pause(stop, self.retry)
         finally:
-            await self._close()
+            await self.close()
 
     async def _lead(self, work: Work, stop: asyncio.Event) -> None:
         log.info("%s: this process leads", self.name)
@@ -119,7 +119,7 @@ class Leadership:
                 await _pause(stop, self.retry)
                 if not stop.is_set() and not await self._alive():
                     log.error("%s: lock connection lost; stopping at once", self.name)
-                    await self._close()
+                    await self.close()
                     return
         finally:
             task.cancel()  # its writes are transactions: a cancelled one rolls back
@@ -141,7 +141,7 @@ class Leadership:
         self.leading = leading
         self.on_state(LEADER if leading else STANDBY)
 
-    async def _close(self) -> None:
+    async def close(self) -> None:
         conn, self._conn = self._conn, None
         if self.leading:
             self._set(False)
