@@ -61,9 +61,11 @@ class Heartbeat:
         facts = {role: dict(values) for role, values in self.facts.items()}
         for role, probe in self.probes.items():
             try:
-                facts.setdefault(role, {}).update(await probe())
+                more = await probe()
             except Exception as exc:  # a fact missing this once; the beat itself goes on
                 log.warning("heartbeat: facts of %s unavailable: %s", role, exc)
+                continue
+            facts.setdefault(role, {}).update(more)
         return facts
 
     async def beat(self) -> None:
