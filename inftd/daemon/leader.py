@@ -74,7 +74,9 @@ class Leadership:
         self.retry = retry
         self.on_state = on_state
         self.leading = False
+        self._told: bool | None = None  # the state last logged
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
+        self._strays: set[asyncio.Task[object]] = set()  # checks given up on, still ending
 
     async def try_lead(self) -> bool:
         """One try at the lock (the connection opened if needed); True while held."""
@@ -110,35 +112,45 @@ class Leadership:
             await self.close()
 
     async def _lead(self, work: Work, stop: asyncio.Event) -> None:
-        log.info("%s: this process leads", self.name)
         task = asyncio.create_task(work(stop), name=self.name)
+        lost = False
         try:
             # Work that ends by itself (a halted indexer) keeps the lock: a standby would
             # only halt the same way; /v1/status and `inftd status` say why.
-            while not stop.is_set():
+            while not stop.is_set() and not lost:
                 await _pause(stop, self.retry)
-                if not stop.is_set() and not await self._alive():
-                    log.error("%s: lock connection lost; stopping at once", self.name)
-                    await self.close()
-                    return
+                lost = not stop.is_set() and not await self._alive()
         finally:
-            task.cancel()  # its writes are transactions: a cancelled one rolls back
+            if lost:
+                log.error("%s: lock connection lost; stopping at once", self.name)
+            task.cancel()  # first: its writes are transactions, a cancelled one rolls back
             await asyncio.gather(task, return_exceptions=True)
+        if lost:
+            await self.close()
 
     async def _alive(self) -> bool:
         conn = self._conn
         if conn is None or conn.closed:
             return False
-        try:
-            async with asyncio.timeout(CHECK_TIMEOUT):
-                await conn.execute("SELECT 1")
-        except (psycopg.Error, OSError, TimeoutError) as exc:
-            log.warning("%s lock check failed: %s", self.name, exc)
+        check = asyncio.create_task(conn.execute("SELECT 1"))
+        done, _ = await asyncio.wait({check}, timeout=CHECK_TIMEOUT)
+        if not done:
+            # Not awaited: a cancelled psycopg query asks the server to cancel it, for up to
+            # 10 s on a line that is cut off; the fence must not wait for that.
+            check.cancel()
+            self._strays.add(check)
+            check.add_done_callback(self._strays.discard)
+            log.warning("%s lock check: no answer within %s s", self.name, CHECK_TIMEOUT)
+            return False
+        if (failure := check.exception()) is not None:
+            log.warning("%s lock check failed: %s", self.name, failure)
             return False
         return True
 
     def _set(self, leading: bool) -> None:
-        self.leading = leading
+        if leading != self._told:
+            log.info("%s: %s", self.name, "leading" if leading else "standing by")
+        self.leading, self._told = leading, leading
         self.on_state(LEADER if leading else STANDBY)
 
     async def close(self) -> None:
@@ -146,5 +158,6 @@ class Leadership:
         if self.leading:
             self._set(False)
         if conn is not None:
-            with contextlib.suppress(psycopg.Error, OSError):
-                await conn.close()
+            with contextlib.suppress(psycopg.Error, OSError, TimeoutError):
+                async with asyncio.timeout(CHECK_TIMEOUT):  # a cut-off line never answers
+                    await conn.close()

@@ -13,9 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from inftd.daemon.cluster import cluster_report
 from inftd.daemon.config import Settings
+from inftd.daemon.errors import DaemonError
 from inftd.indexer.rpc import ChainRpc, RpcError
 from inftd.indexer.status import indexer_report
 from inftd.store.db import create_async
@@ -47,6 +49,9 @@ async def status_report(settings: Settings) -> dict[str, Any]:
         async with engine.connect() as conn:
             cluster = await cluster_report(conn)
             indexer = await indexer_report(conn, chain["headBlock"], settings.chain.confirmations)
+    except SQLAlchemyError as exc:
+        cause = exc.orig if isinstance(exc, DBAPIError) else exc
+        raise DaemonError("cannot read the database: " + " ".join(str(cause).split())) from None
     finally:
         await engine.dispose()
     return {
@@ -106,6 +111,8 @@ def _summary(report: dict[str, Any]) -> list[list[str]]:
         ],
         ["queue", _counts(report["queue"])],
     ]
+    if not roles["relayer"]["signers"]:
+        rows.append(["relayer", "none live with a minter key"])
     for signer, entry in roles["relayer"]["signers"].items():
         rows.append(
             [

@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator, Callable
 
 import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
 from inftd.daemon.leader import LEADER, STANDBY, Leadership, Work, lock_key
 from tests.support.processes import until
+from tests.support.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.postgres
 
@@ -104,17 +106,49 @@ async def test_a_leader_that_loses_its_lock_connection_stops_its_work(
     ) as admin:  # the server ends a's lock session
         ended = admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_locks "
-            "WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()"
+            "WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid() AND "
+            "database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         ).fetchall()
     assert ended == [(True,)]
     await until(lambda: _true("a cancelled" in recorder.log), "a stopped its work")
     # Someone leads again (a with a new session, or b), never both at once.
     await until(lambda: _true(a.leading or b.leading), "a new leader")
     assert not (a.leading and b.leading)
-    assert recorder.log[:2] == ["a started", "a cancelled"]
-    assert recorder.log[2:] in (["a started"], ["b started"])
+    # The server freed the lock at once, so b may start before a notices; a real partition
+    # leaves the lock held for SERVER_GIVES_UP seconds, long after a has stopped.
+    assert recorder.log[0] == "a started"
+    assert sorted(recorder.log[1:]) in (["a cancelled", "a started"], ["a cancelled", "b started"])
     stop.set()
     await asyncio.gather(*tasks)
+
+
+async def test_a_cut_off_leader_stops_while_the_server_still_holds_its_lock(
+    make: Callable[[str], Leadership], postgres_url: str, states: dict[str, list[str]]
+) -> None:
+    """Fencing: a leader cut off from PostgreSQL (its session alive on the server, so the
+    lock still held) stops its work on its own; only then does the lock go to another."""
+    url = make_url(postgres_url)
+    async with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        a = make("a")
+        a.dsn = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        b = make("b")
+        recorder, stop = Recorder(), asyncio.Event()
+        assert await a.try_lead()
+        tasks = [asyncio.create_task(x.run(recorder.work(x.name), stop)) for x in (a, b)]
+        await until(lambda: _true("a started" in recorder.log), "a's work started")
+
+        proxy.freeze()
+        await until(lambda: _true("a cancelled" in recorder.log), "a stopped on its own")
+        assert not b.leading  # the server still holds a's lock: nobody else leads
+        assert recorder.log == ["a started", "a cancelled"]
+
+        await proxy.close()  # a's session ends on the server; a cannot reconnect
+        await until(lambda: _true(b.leading), "b leads")
+        await until(lambda: _true("b started" in recorder.log), "b's work started")
+        assert recorder.log == ["a started", "a cancelled", "b started"]
+        assert states["a"][-1] == STANDBY
+        stop.set()
+        await asyncio.gather(*tasks)
 
 
 async def _true(value: bool) -> bool:

@@ -72,3 +72,10 @@ def test_split_roles_on_sqlite_are_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert re.fullmatch(ONE_LINE_ERROR.format(key="daemon.roles"), result.stderr)
     assert "needs PostgreSQL" in result.stderr
+
+
+def test_status_without_a_database_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    url = "postgresql://nobody@127.0.0.1:1/none"  # nothing listens on port 1
+    result = inftd("status", "--data-dir", str(tmp_path), env={"INFTD_DATABASE_URL": url})
+    assert result.returncode == 1
+    assert re.fullmatch(r"inftd: error: cannot read the database: [^\n]*\n", result.stderr)
