@@ -12,19 +12,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from inftd.daemon.cluster import cluster_report
 from inftd.daemon.heartbeat import STALE_AFTER, Facts, Heartbeat
 from inftd.daemon.leader import LEADER, STANDBY
-from inftd.store import migrate
-from inftd.store.db import create_async
 from inftd.store.models import Agent, DaemonProcess, Generation, utcnow
+from tests.support.state import migrated
 
 INTERVAL = 1.0
 
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    migrate.upgrade(database_url)
-    engine = create_async(database_url)
-    yield engine
-    await engine.dispose()
+    async with migrated(database_url) as engine:
+        yield engine
 
 
 async def rows(engine: AsyncEngine) -> list[DaemonProcess]:

@@ -15,12 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inftd.daemon.devnet import FRIEND, Anvil
 from inftd.indexer.deployment import Deployment
-from inftd.store import migrate
-from inftd.store.db import create_async
 from inftd.store.models import EventRecord
 from tests.support.contracts import Contracts
 from tests.support.faultproxy import FaultProxy
 from tests.support.processes import InftdProcess, running
+from tests.support.state import migrated
 from tests.support.ws import Message, Socket, events_until, receive, with_kind
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(240)]
@@ -32,10 +31,8 @@ NO_POLL = 3600  # seconds: B's hub never polls within the test, so only a NOTIFY
 
 @pytest.fixture
 async def engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
-    migrate.upgrade(postgres_url)
-    engine = create_async(postgres_url)
-    yield engine
-    await engine.dispose()
+    async with migrated(postgres_url) as engine:
+        yield engine
 
 
 Brief = tuple[int, str, int | None]  # seq, event type, token id

@@ -25,14 +25,12 @@ from inftd.daemon.heartbeat import is_alive
 from inftd.daemon.leader import LEADER, STANDBY
 from inftd.indexer.deployment import Deployment
 from inftd.indexer.follower import CURSOR
-from inftd.store import migrate
-from inftd.store.db import create_async
 from inftd.store.models import ChainEvent, CreditEntry, DaemonProcess, SyncCursor, utcnow
 from tests.support.contracts import Contracts
 from tests.support.faultproxy import FaultProxy
 from tests.support.mints import assert_minted_once, finish_generations, mints
 from tests.support.processes import BOUND, InftdProcess, clean_env, env_of, running, until
-from tests.support.state import agents
+from tests.support.state import agents, migrated
 from tests.support.ws import events_until, receive, with_kind
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(180)]
@@ -52,10 +50,8 @@ FAST = env_of(  # short intervals, so a test takes seconds
 
 @pytest.fixture
 async def engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
-    migrate.upgrade(postgres_url)
-    engine = create_async(postgres_url)
-    yield engine
-    await engine.dispose()
+    async with migrated(postgres_url) as engine:
+        yield engine
 
 
 @pytest.fixture
