@@ -87,6 +87,10 @@ def _counts(counts: dict[str, int]) -> str:
     return "  ".join(f"{k} {v}" for k, v in counts.items()) or "none"
 
 
+def _block(number: int | None) -> str:
+    return "none" if number is None else str(number)
+
+
 def _ids(ids: Sequence[str]) -> str:
     return ", ".join(ids) or "none"
 
@@ -101,7 +105,8 @@ def _summary(report: dict[str, Any]) -> list[list[str]]:
         ["", f"standbys {_ids(roles['indexer']['standbys'])}"],
         [
             "",
-            f"indexed {indexer['indexedBlock']}  confirmed {indexer['confirmedBlock']}  "
+            f"indexed {_block(indexer['indexedBlock'])}  "
+            f"confirmed {_block(indexer['confirmedBlock'])}  "
             f"lag {'unknown' if lag is None else f'{lag} blocks'}",
         ],
         [
