@@ -1,4 +1,4 @@
-"""The ``inftd`` command line: dev, deploy, migrate, run.
+"""The ``inftd`` command line: dev, deploy, migrate, backfill, run, status.
 
 Every failure ends in one line on stderr, ``inftd: error: ...``, naming the problem.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from inftd import __version__
-from inftd.daemon.config import Settings
+from inftd.daemon.config import Settings, parse_roles
 from inftd.daemon.errors import ConfigError, DaemonError
 from inftd.daemon.logs import setup_logging
 from inftd.indexer.errors import IndexerError
@@ -66,6 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the daemon against the configured chain")
     _common(run)
     run.add_argument("--api-port", type=int, help="API port (0 takes a free one)")
+    run.add_argument(
+        "--role",
+        help="roles of this process, comma-separated: all (default), indexer, worker, "
+        "relayer, api (env: INFTD_DAEMON__ROLES); split roles need PostgreSQL",
+    )
+
+    status_cmd = commands.add_parser(
+        "status", help="health of every process and role, read from the database"
+    )
+    _common(status_cmd)
+    status_cmd.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -139,15 +150,41 @@ def cmd_migrate(args: argparse.Namespace) -> None:
     say(f"database at revision {migrate.current_revision(settings.database)}")
 
 
+def _role_override(args: argparse.Namespace) -> dict[str, Any]:
+    if args.role is None:
+        return {}
+    try:
+        return {"daemon": {"roles": parse_roles(args.role)}}
+    except ValueError as exc:
+        raise ConfigError("--role", str(exc)) from None
+
+
 def cmd_run(args: argparse.Namespace) -> None:
+    from inftd.daemon.roles import describe, roles_of
     from inftd.daemon.server import serve
     from inftd.indexer.deployment import Deployment
 
-    settings = load_settings(args, **_api_override(args))
+    settings = load_settings(args, **_api_override(args), **_role_override(args))
+    roles_of(settings)  # a split on SQLite fails here, before anything opens
     deployment = Deployment.read(settings.deployment_path)
     run_until_signal(
-        lambda stop: serve(settings, deployment, stop, lambda url: say(f"inftd API on {url}"))
+        lambda stop: serve(
+            settings,
+            deployment,
+            stop,
+            on_ready=lambda url: say(f"inftd API on {url}"),
+            on_started=lambda roles: say(f"inftd running {describe(roles)}"),
+        )
     )
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    from inftd.daemon.statuscmd import run_status
+
+    settings = load_settings(args)
+    code = asyncio.run(run_status(settings, args.json, say))
+    if code:
+        raise SystemExit(code)
 
 
 def cmd_backfill(args: argparse.Namespace) -> None:
@@ -164,6 +201,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "deploy": cmd_deploy,
     "migrate": cmd_migrate,
     "run": cmd_run,
+    "status": cmd_status,
 }
 
 

@@ -334,6 +334,34 @@ class RelayerSettings(_Section):
         return self
 
 
+ROLES = ("indexer", "worker", "relayer", "api")  # what ``all`` stands for, in start order
+
+
+def parse_roles(value: Any) -> list[str]:
+    """``"indexer,relayer"`` or a list of names -> the roles, in ROLES order; ``all`` is
+    every role. Raises ValueError naming the bad name."""
+    names = _split_csv(value)
+    if not isinstance(names, list) or not names:
+        raise ValueError(f"name one or more roles of all, {', '.join(ROLES)}")
+    wanted = {str(name).strip().lower() for name in names}
+    for name in sorted(wanted - {"all", *ROLES}):
+        raise ValueError(f"unknown role {name!r}; roles are all, {', '.join(ROLES)}")
+    return list(ROLES) if "all" in wanted else [r for r in ROLES if r in wanted]
+
+
+class DaemonSettings(_Section):
+    """Which parts of the daemon this process runs, and how processes see each other
+    (see inftd/daemon/roles.py and README, "Running in production")."""
+
+    roles: CsvList = list(ROLES)  # all; ``inftd run --role`` wins over this
+    # Seconds between a standby's tries of the indexer's or a relayer key's lock; also how
+    # often a leader checks its lock connection (it stops at once when the check fails).
+    leader_retry: float = Field(1.0, gt=0, le=5)
+    heartbeat_interval: float = Field(5.0, gt=0, le=300)  # seconds between heartbeat writes
+
+    _roles = field_validator("roles", mode="before")(parse_roles)
+
+
 class _TomlSource(PydanticBaseSettingsSource):
     """The TOML file's values, set by ``Settings.load`` for the duration of one build."""
 
@@ -361,6 +389,7 @@ class Settings(BaseSettings):
     generation: GenerationSettings = GenerationSettings()
     routing: RoutingSettings = RoutingSettings()
     relayer: RelayerSettings = RelayerSettings()
+    daemon: DaemonSettings = DaemonSettings()
     packages: list[PackageTypeSettings] = DEFAULT_PACKAGES
     credit_price_wei: int = Field(10**14, gt=0)  # top-up price of one credit
 

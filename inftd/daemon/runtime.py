@@ -17,6 +17,7 @@ from inftd.daemon.auth import TokenSigner
 from inftd.daemon.config import Settings
 from inftd.daemon.embedders import build_embedder, close_embedder
 from inftd.daemon.errors import DaemonError
+from inftd.daemon.heartbeat import process_id
 from inftd.daemon.hub import Hub
 from inftd.indexer.deployment import Deployment
 from inftd.indexer.follower import Indexer, IndexerConfig
@@ -43,6 +44,7 @@ class Runtime:
     replay_guard: ReplayGuard = field(default_factory=ReplayGuard)
     webhook_counts: Counter[str] = field(default_factory=Counter)
     started_at: float = field(default_factory=time.monotonic)
+    process_id: str = field(default_factory=process_id)  # its row in daemon_processes
     writer: AgentWriter = field(init=False)  # one writer at a time per agent
 
     def __post_init__(self) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
 
 from aiohttp import web
 
@@ -30,11 +31,20 @@ from inftd.daemon.api import (
 from inftd.daemon.config import Settings
 from inftd.daemon.cors import cors_middleware
 from inftd.daemon.generation.scheduler import run_generation
+from inftd.daemon.heartbeat import Facts, Heartbeat
 from inftd.daemon.http import RUNTIME, error_middleware, request_id_middleware
+from inftd.daemon.leader import Work
 from inftd.daemon.limits import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from inftd.daemon.metrics import METRICS, HttpMetrics, metrics_endpoint, metrics_middleware
 from inftd.daemon.push import PushDispatcher
-from inftd.daemon.relayer.relayer import run_relayer
+from inftd.daemon.roles import (
+    HUB_ROLES,
+    Elections,
+    describe,
+    indexer_role,
+    relayer_role,
+    roles_of,
+)
 from inftd.daemon.runtime import Runtime, open_runtime
 from inftd.indexer.deployment import Deployment
 
@@ -79,12 +89,51 @@ def create_app(runtime: Runtime) -> web.Application:
     return app
 
 
-async def _run_indexer(runtime: Runtime, stop: asyncio.Event) -> None:
-    try:
-        await runtime.indexer.run(stop)
-    except Exception:
-        # The API stays up so operators can read /v1/status, which says why.
-        log.exception("the indexer stopped")
+async def _worker(runtime: Runtime, beat: Heartbeat, stack: AsyncExitStack) -> dict[str, Work]:
+    """The worker role: the generation service (stopped with its grace when the stack
+    closes) and the push dispatcher."""
+    service = await stack.enter_async_context(run_generation(runtime))
+
+    async def running() -> Facts:
+        return {"jobsRunning": len(service.dispatcher.running) if service else None}
+
+    beat.set("worker", generation=service is not None)
+    beat.probes["worker"] = running
+    return {"push": PushDispatcher(runtime.engine, runtime.settings.push).run}
+
+
+async def _roles(
+    runtime: Runtime, roles: Sequence[str], beat: Heartbeat, stack: AsyncExitStack
+) -> dict[str, Work]:
+    """What each role of this process runs, as tasks to start."""
+    elections = Elections(runtime, beat)
+    work: dict[str, Work] = {}
+    if "indexer" in roles:
+        work["indexer"] = await indexer_role(elections)
+    if "worker" in roles:
+        work |= await _worker(runtime, beat, stack)
+    if "relayer" in roles and (relayer := await relayer_role(elections)) is not None:
+        work["relayer"] = relayer
+    if HUB_ROLES & set(roles):
+        work["hub"] = runtime.hub.run
+    return work
+
+
+async def _start_api(runtime: Runtime, stack: AsyncExitStack) -> str:
+    runner = web.AppRunner(create_app(runtime), shutdown_timeout=SHUTDOWN_GRACE)
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    site = web.TCPSite(runner, runtime.settings.api.host, runtime.settings.api.port)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    log.info("API listening on http://%s:%s", host, port)
+    return f"http://{host}:{port}"
+
+
+async def _cancel(tasks: Sequence[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()  # their writes are transactions: cancelling one loses nothing
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def serve(
@@ -92,29 +141,26 @@ async def serve(
     deployment: Deployment,
     stop: asyncio.Event,
     on_ready: Callable[[str], None] = lambda url: None,
+    on_started: Callable[[Sequence[str]], None] = lambda roles: None,
 ) -> None:
-    """Run the daemon (indexer, API, generation worker) until ``stop`` is set; then the
-    generation worker gives its running jobs ``generation.shutdown_grace`` to finish."""
-    async with open_runtime(settings, deployment) as runtime, run_generation(runtime):
-        runner = web.AppRunner(create_app(runtime), shutdown_timeout=SHUTDOWN_GRACE)
-        await runner.setup()
-        indexer = asyncio.create_task(_run_indexer(runtime, stop), name="indexer")
-        hub = asyncio.create_task(runtime.hub.run(stop), name="hub")
-        pusher = asyncio.create_task(
-            PushDispatcher(runtime.engine, settings.push).run(stop), name="push"
+    """Run this process's roles (see roles.py) until ``stop`` is set; ``on_ready`` gets the
+    API's URL when the process has the api role, ``on_started`` the roles once all run.
+    On stop the generation worker gives its running jobs ``generation.shutdown_grace``."""
+    roles = roles_of(settings)
+    async with open_runtime(settings, deployment) as runtime, AsyncExitStack() as stack:
+        beat = Heartbeat(
+            runtime.engine, runtime.process_id, roles, settings.daemon.heartbeat_interval
         )
-        relayer = asyncio.create_task(run_relayer(runtime, stop), name="relayer")
-        try:
-            site = web.TCPSite(runner, settings.api.host, settings.api.port)
-            await site.start()
-            host, port = runner.addresses[0][:2]
-            url = f"http://{host}:{port}"
-            log.info("API listening on %s", url)
-            on_ready(url)
-            await stop.wait()
-            log.info("stopping")
-        finally:
-            for task in (indexer, hub, pusher, relayer):
-                task.cancel()  # their writes are transactions: cancelling one loses nothing
-            await asyncio.gather(indexer, hub, pusher, relayer, return_exceptions=True)
-            await runner.cleanup()
+        await beat.forget_dead()
+        stack.push_async_callback(beat.remove)  # last out: the process is gone
+        work = await _roles(runtime, roles, beat, stack)
+        tasks = [asyncio.create_task(w(stop), name=name) for name, w in work.items()]
+        await beat.beat()
+        tasks.append(asyncio.create_task(beat.run(), name="heartbeat"))
+        stack.push_async_callback(_cancel, tasks)
+        if "api" in roles:
+            on_ready(await _start_api(runtime, stack))
+        log.info("running roles %s as %s", describe(roles), runtime.process_id)
+        on_started(roles)
+        await stop.wait()
+        log.info("stopping")

@@ -488,3 +488,22 @@ class MintAttempt(Base):
     broadcast_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     outcome: Mapped[str | None] = mapped_column(String(16))  # mined reverted replaced dropped
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DaemonProcess(Base):
+    """One running ``inftd run`` process: its roles and what they are doing, written every
+    ``daemon.heartbeat_interval``; removed on a clean stop (inftd/daemon/heartbeat.py)."""
+
+    __tablename__ = "daemon_processes"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)  # host:pid:random
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    roles: Mapped[list[str]] = mapped_column(Json)
+    version: Mapped[str] = mapped_column(String(32))
+    # Seconds between its writes: a row older than a few of them is stale.
+    heartbeat_interval: Mapped[float] = mapped_column(Float)
+    # Per role: leader or standby, jobs running, mints in flight (see heartbeat.py).
+    facts: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,23 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from inftd.agents.embeddings import LocalEmbedder
 from inftd.agents.learning import Feedback, FeedbackOutcome, give_feedback
 from inftd.agents.writer import AgentWriter
-from inftd.store.db import create_async
 from inftd.store.models import Agent, EventRecord, Generation
-from tests.support.schema import migrated as migrate_fresh
+from tests.support.state import migrated as migrated  # shared; the tests import it here
 
 EMBEDDER = LocalEmbedder(64)
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 OWNER = "0x" + "11" * 20
-
-
-@asynccontextmanager
-async def migrated(url: str) -> AsyncIterator[AsyncEngine]:
-    migrate_fresh(url)
-    engine = create_async(url)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 async def add_agent(

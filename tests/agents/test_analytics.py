@@ -23,7 +23,7 @@ from inftd.agents.analytics import (
 from inftd.agents.errors import BadWindow, UnknownAgent
 from inftd.store.db import create_async
 from inftd.store.models import Agent, AgentMessage, CreditEntry, Generation, LearningEntry
-from tests.support.schema import migrated
+from tests.support.schema import at_head
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 WINDOW = Window(T0, T0 + timedelta(days=7))
@@ -117,7 +117,7 @@ async def _insert(engine: AsyncEngine) -> None:
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    migrated(database_url)
+    at_head(database_url)
     engine = create_async(database_url)
     await _insert(engine)
     yield engine

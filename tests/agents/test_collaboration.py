@@ -14,7 +14,7 @@ from inftd.agents.errors import SelfCollaboration, UnknownCollaboration, Unknown
 from inftd.agents.writer import AgentWriter
 from inftd.store.db import create_async
 from inftd.store.models import Agent, Collaboration, EventRecord
-from tests.support.schema import migrated
+from tests.support.schema import at_head
 
 ALICE = "0x" + "a1" * 20
 BOB = "0x" + "b2" * 20
@@ -23,7 +23,7 @@ BOB = "0x" + "b2" * 20
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     """Agents 1, 2 and 3."""
-    migrated(database_url)
+    at_head(database_url)
     engine = create_async(database_url)
     async with engine.begin() as conn:
         for token_id in (1, 2, 3):

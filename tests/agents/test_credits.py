@@ -35,12 +35,12 @@ from inftd.agents.writer import AgentWriter
 from inftd.store.db import create_async, is_sqlite
 from inftd.store.models import EventRecord
 from tests.agents.credits_helpers import add_agent, as_writer, both_balances, entry_count
-from tests.support.schema import migrated
+from tests.support.schema import at_head
 
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    migrated(database_url)
+    at_head(database_url)
     engine = create_async(database_url)
     await add_agent(engine, 1, credits=10)
     yield engine
@@ -468,7 +468,7 @@ async def run_sequence(url: str, token_id: int, operations: list[tuple[Any, ...]
 
 
 def test_any_sequence_keeps_the_invariants(database_url: str) -> None:
-    migrated(database_url)
+    at_head(database_url)
     token_ids = itertools.count(100)
 
     @settings(

@@ -25,7 +25,7 @@ from tests.agents.credits_helpers import (
     entry_count,
     spend_in_process,
 )
-from tests.support.schema import migrated
+from tests.support.schema import at_head
 
 PROCESSES = 2
 TASKS = 25  # per process
@@ -34,7 +34,7 @@ RESULT_WAIT = 90  # seconds a spender process may take (spawning imports the pro
 
 @pytest.fixture
 async def engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
-    migrated(postgres_url)
+    at_head(postgres_url)
     engine = create_async(postgres_url)
     yield engine
     await engine.dispose()
@@ -102,7 +102,7 @@ async def test_the_same_keys_from_two_processes_are_spent_once(
 
 @pytest.fixture
 async def sqlite_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    migrated(database_url)
+    at_head(database_url)
     engine = create_async(database_url)
     yield engine
     await engine.dispose()

@@ -9,11 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from inftd.agents.events import NewEvent, batched_events, record_events
 from inftd.store.db import create_async
 from inftd.store.models import EventRecord
-from tests.support.schema import migrated
+from tests.support.schema import at_head
 
 
 async def test_events_written_at_the_end_in_order(database_url: str) -> None:
-    migrated(database_url)
+    at_head(database_url)
     engine = create_async(database_url)
     try:
         async with engine.begin() as conn:
@@ -38,7 +38,7 @@ async def test_events_written_at_the_end_in_order(database_url: str) -> None:
 
 
 async def test_an_error_inside_writes_nothing(database_url: str) -> None:
-    migrated(database_url)
+    at_head(database_url)
     engine = create_async(database_url)
     try:
         with pytest.raises(RuntimeError):

@@ -29,7 +29,7 @@ from inftd.agents.summaries import SUMMARY
 from inftd.store.db import create_async
 from inftd.store.models import Agent, EventRecord, Memory
 from tests.support.memories import LABELLED_MEMORIES, LABELLED_QUERIES
-from tests.support.schema import migrated
+from tests.support.schema import at_head
 
 EMBEDDER = LocalEmbedder(256)
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -37,7 +37,7 @@ NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    migrated(database_url)
+    at_head(database_url)
     engine = create_async(database_url)
     async with engine.begin() as conn:
         for token_id in (1, 2):

@@ -35,7 +35,7 @@ from inftd.agents.messages import (
 from inftd.agents.writer import AgentWriter
 from inftd.store.db import create_async
 from inftd.store.models import Agent, AgentMessage, EventRecord, Memory, utcnow
-from tests.support.schema import migrated
+from tests.support.schema import at_head
 
 EMBEDDER = LocalEmbedder(64)
 
@@ -43,7 +43,7 @@ EMBEDDER = LocalEmbedder(64)
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     """Agents 1, 2 and 3."""
-    migrated(database_url)
+    at_head(database_url)
     engine = create_async(database_url)
     async with engine.begin() as conn:
         for token_id in (1, 2, 3):

@@ -19,7 +19,7 @@ from inftd.agents.preferences import (
 )
 from inftd.store.db import create_async
 from inftd.store.models import Agent
-from tests.support.schema import migrated
+from tests.support.schema import at_head
 
 
 def test_flat_objects_of_strings_numbers_and_booleans_pass() -> None:
@@ -57,7 +57,7 @@ def test_anything_else_is_refused(value: Any, problem: str) -> None:
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    migrated(database_url)
+    at_head(database_url)
     engine = create_async(database_url)
     async with engine.begin() as conn:
         await conn.execute(

@@ -19,7 +19,7 @@ from inftd.agents.writer import AgentWriter
 from inftd.store.db import create_async
 from inftd.store.models import CreditEntry, Generation
 from tests.agents.credits_helpers import add_agent, as_writer
-from tests.support.schema import migrated
+from tests.support.schema import at_head
 
 LIMITS = UsageLimits(
     credits={"text": {"standard": 1, "high": 3}, "image": {"standard": 5}},
@@ -32,7 +32,7 @@ NOW = datetime(2030, 5, 17, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    migrated(database_url)
+    at_head(database_url)
     engine = create_async(database_url)
     await add_agent(engine, 1, credits=100)
     await add_agent(engine, 2, credits=100)

@@ -15,12 +15,12 @@ from inftd.agents.messages import send_message
 from inftd.agents.writer import AgentWriter
 from inftd.store.db import create_async
 from inftd.store.models import Agent, AgentMessage
-from tests.support.schema import migrated
+from tests.support.schema import at_head
 
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    migrated(database_url)
+    at_head(database_url)
     engine = create_async(database_url)
     async with engine.begin() as conn:
         for token_id in (1, 2):
@@ -63,7 +63,7 @@ async def test_two_agents_writing_to_each_other_across_engines_do_not_deadlock(
     postgres_url: str,
 ) -> None:
     """Separate engines stand for separate processes: only row locks order them."""
-    migrated(postgres_url)
+    at_head(postgres_url)
     engines = [create_async(postgres_url) for _ in range(2)]
     try:
         async with engines[0].begin() as conn:

@@ -20,7 +20,7 @@ from inftd.daemon.server import create_app
 from inftd.indexer.deployment import Deployment
 from tests.support.api import bearer, nonce_for, runtime_of, sign, sign_in
 from tests.support.contracts import Contracts
-from tests.support.schema import migrated
+from tests.support.schema import at_head
 
 OPERATOR_KEY = "op-key-0123456789-abcdef"
 
@@ -42,7 +42,7 @@ async def client(
     settings = Settings.load(
         data_dir=tmp_path, database_url=database_url, chain={"rpc_urls": [chain.url]}
     )
-    migrated(settings.database)
+    at_head(settings.database)
     async with open_runtime(settings, deployment) as runtime:
         app = create_app(runtime)
         app.router.add_get("/test/operator-only", operator_only)
@@ -104,7 +104,7 @@ async def test_a_short_token_ttl_ends_the_session(
         chain={"rpc_urls": [chain.url]},
         api={"token_ttl": 3},  # whole seconds: room for a loaded machine
     )
-    migrated(settings.database)
+    at_head(settings.database)
     async with (
         open_runtime(settings, deployment) as runtime,
         TestClient(TestServer(create_app(runtime))) as client,

@@ -29,7 +29,7 @@ from inftd.daemon.siwe import SiweMessage
 from inftd.store.db import create_async
 from inftd.store.models import AuthNonce
 from tests.support.api import sign
-from tests.support.schema import migrated
+from tests.support.schema import at_head
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 DOMAIN = "inftd.example"
@@ -203,7 +203,7 @@ def test_a_malformed_message_is_refused() -> None:
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    migrated(database_url)
+    at_head(database_url)
     engine = create_async(database_url)
     yield engine
     await engine.dispose()

@@ -8,8 +8,8 @@ from pathlib import Path
 from inftd.daemon.devnet import FRIEND, Anvil
 from inftd.daemon.progress import BlockProgress
 from inftd.indexer.deployment import Deployment
-from tests.daemon.test_cli import inftd
 from tests.support.contracts import Contracts
+from tests.support.processes import inftd
 
 
 def test_backfill_to_a_block_then_on(chain: Anvil, deployment: Deployment, tmp_path: Path) -> None:

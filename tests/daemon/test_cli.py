@@ -16,17 +16,7 @@ import pytest
 from inftd.daemon.devnet import Anvil
 from inftd.indexer.deployment import Deployment
 from inftd.store import migrate
-
-
-def inftd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("INFTD_")}
-    return subprocess.run(
-        [sys.executable, "-m", "inftd.daemon.cli", *args],
-        env={**clean, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.support.processes import inftd
 
 
 def test_migrate_brings_a_database_to_head(database_url: str, tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ from inftd.store.db import sqlite_url
 from inftd.store.models import Generation
 from tests.support.api import sign
 from tests.support.contracts import Contracts
-from tests.support.schema import migrated
+from tests.support.schema import at_head
 
 CHROMIUM = "/usr/bin/chromium"
 INSTALL_HINT = "apt-get install -y chromium"
@@ -86,7 +86,7 @@ async def console(
         database_url=sqlite_url(tmp_path / "inftd.db"),
         chain={"rpc_urls": [chain.url]},
     )
-    migrated(settings.database)
+    at_head(settings.database)
     stop = asyncio.Event()
     async with open_runtime(settings, deployment) as runtime:
         app = create_app(runtime)

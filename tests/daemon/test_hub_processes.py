@@ -4,16 +4,9 @@ and a client of the other that reconnects with ``since`` loses nothing."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import re
-import signal
-import sys
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -22,80 +15,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inftd.daemon.devnet import FRIEND, Anvil
 from inftd.indexer.deployment import Deployment
-from inftd.store.db import create_async
 from inftd.store.models import EventRecord
 from tests.support.contracts import Contracts
 from tests.support.faultproxy import FaultProxy
-from tests.support.schema import migrated
+from tests.support.processes import InftdProcess, running
+from tests.support.state import migrated
+from tests.support.ws import Message, Socket, events_until, receive, with_kind
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(240)]
 
-BOUND = 60.0  # seconds: only a failure bound, never a speed requirement
 OPERATOR_KEY = "operator-key-for-hub-process-tests"
 FIREHOSE = {"Authorization": f"Bearer {OPERATOR_KEY}"}
 NO_POLL = 3600  # seconds: B's hub never polls within the test, so only a NOTIFY wakes it
 
-Socket = aiohttp.ClientWebSocketResponse
-Message = dict[str, Any]
-
-
-class ApiProcess:
-    """``inftd run`` in its own process; ``url`` is its API once it said it listens."""
-
-    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
-        self.data_dir = data_dir
-        self.env = env
-        self.url = ""
-        self.process: asyncio.subprocess.Process | None = None
-
-    @property
-    def log(self) -> Path:
-        return self.data_dir / "stderr.log"
-
-    async def start(self) -> None:
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("INFTD_")}
-        with self.log.open("wb") as stderr:
-            self.process = await asyncio.create_subprocess_exec(
-                *(sys.executable, "-m", "inftd.daemon.cli", "run", "--api-port", "0"),
-                env={**clean, "INFTD_DATA_DIR": str(self.data_dir), **self.env},
-                stdout=asyncio.subprocess.PIPE,
-                stderr=stderr,
-            )
-        assert self.process.stdout is not None
-        line = (await asyncio.wait_for(self.process.stdout.readline(), BOUND)).decode()
-        match = re.match(r"inftd API on (http://\S+)", line)
-        assert match, line + self.log.read_text()
-        self.url = match[1]
-
-    async def stop(self) -> None:
-        """SIGTERM, and it must end cleanly."""
-        if self.process is None or self.process.returncode is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            code = await asyncio.wait_for(self.process.wait(), BOUND)
-        finally:
-            if self.process.returncode is None:
-                self.process.kill()
-                await self.process.wait()
-        assert code == 0, self.log.read_text()
-
-
-@asynccontextmanager
-async def api_processes(*processes: ApiProcess) -> AsyncIterator[None]:
-    async with AsyncExitStack() as stack:
-        for process in processes:  # one by one: the first binds the database to the chain
-            stack.push_async_callback(process.stop)
-            await process.start()
-        yield
-
 
 @pytest.fixture
 async def engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
-    migrated(postgres_url)
-    engine = create_async(postgres_url)
-    yield engine
-    await engine.dispose()
+    async with migrated(postgres_url) as engine:
+        yield engine
 
 
 Brief = tuple[int, str, int | None]  # seq, event type, token id
@@ -130,31 +67,8 @@ def public_of(stored: list[Stored], token: int) -> list[Brief]:
     return [s.brief for s in stored if s.brief[2] == token and not s.private]
 
 
-async def receive(ws: Socket) -> Message:
-    try:
-        message = await asyncio.wait_for(ws.receive_json(), BOUND)  # a failure bound only
-    except TimeoutError:
-        raise AssertionError(f"no message within {BOUND} s") from None
-    assert isinstance(message, dict)
-    return message
-
-
-async def events_until(ws: Socket, done: Callable[[list[Message]], bool]) -> list[Message]:
-    """Events from ``ws`` (other messages skipped) until ``done`` says so."""
-    events: list[Message] = []
-    while not done(events):
-        message = await receive(ws)
-        if message["type"] == "event":
-            events.append(message)
-    return events
-
-
 def through(seq: int) -> Callable[[list[Message]], bool]:
     return lambda events: bool(events) and events[-1]["seq"] >= seq
-
-
-def with_kind(kind: str) -> Callable[[list[Message]], bool]:
-    return lambda events: any(e["event"] == kind for e in events)
 
 
 async def produced(witness: Socket, engine: AsyncEngine, kind: str, after: int) -> list[Stored]:
@@ -180,11 +94,11 @@ async def test_events_of_one_api_process_reach_clients_of_another(
     # and deployment block check out) but its indexer never learns a head, so only A indexes.
     async with FaultProxy(chain.url, fault_rate=1.0, chaos_kinds=("500",)) as proxy:
         proxy.only_methods = {"eth_blockNumber"}
-        a = ApiProcess(
+        a = InftdProcess(
             tmp_path / "a",
             {**shared, "INFTD_CHAIN__RPC_URLS": chain.url, "INFTD_CHAIN__POLL_INTERVAL": "0.2"},
         )
-        b = ApiProcess(
+        b = InftdProcess(
             tmp_path / "b",
             {
                 **shared,
@@ -192,15 +106,15 @@ async def test_events_of_one_api_process_reach_clients_of_another(
                 "INFTD_API__HUB_POLL_INTERVAL": str(NO_POLL),
             },
         )
-        async with api_processes(a, b), aiohttp.ClientSession() as http:
+        async with running(a, b), aiohttp.ClientSession() as http:
             await _across_processes(http, a, b, contracts, engine)
         assert proxy.by_method["eth_getLogs"] == 0  # B never read the chain's logs
 
 
 async def _across_processes(
     http: aiohttp.ClientSession,
-    a: ApiProcess,
-    b: ApiProcess,
+    a: InftdProcess,
+    b: InftdProcess,
     contracts: Contracts,
     engine: AsyncEngine,
 ) -> None:

@@ -26,7 +26,7 @@ from inftd.store.db import create_async
 from inftd.store.models import Agent, PushDelivery, PushSubscription
 from tests.support.api import api_client, bearer, runtime_of, sign_in
 from tests.support.contracts import Contracts
-from tests.support.schema import migrated
+from tests.support.schema import at_head
 
 
 class Receiver:
@@ -161,7 +161,7 @@ async def test_only_the_owner_registers_and_only_public_http_urls(
 @pytest.fixture
 async def engines(database_url: str) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
     """Two engines on one migrated database with agent 1, a subscription, the push cursor."""
-    migrated(database_url)
+    at_head(database_url)
     one, two = create_async(database_url), create_async(database_url)
     owner = "0x" + "11" * 20
     async with one.begin() as conn:

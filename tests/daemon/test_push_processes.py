@@ -9,7 +9,7 @@ import signal
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -26,13 +26,13 @@ from inftd.daemon.config import PushSettings
 from inftd.daemon.push import SEND_BATCH, PushDispatcher, push_cursor
 from inftd.store.db import create_async
 from inftd.store.models import Agent, EventRecord, PushDelivery, PushSubscription
-from tests.support.schema import migrated
+from tests.support.processes import BOUND, until
+from tests.support.schema import at_head
 
 pytestmark = pytest.mark.postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_DISPATCHER = "from tests.daemon.test_push_processes import main; main()"
-BOUND = 60.0  # seconds: only a failure bound, never a speed requirement
 OWNER = "0x" + "11" * 20
 
 
@@ -140,7 +140,7 @@ class Receiver:
 @pytest.fixture
 async def engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
     """A migrated database with agent 1 and the push cursor made (events count from now)."""
-    migrated(postgres_url)
+    at_head(postgres_url)
     engine = create_async(postgres_url)
     async with engine.begin() as conn:
         await conn.execute(
@@ -181,15 +181,6 @@ async def delivered(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         query = select(func.count()).where(PushDelivery.status == "delivered")
         return int(await conn.scalar(query) or 0)
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    try:
-        async with asyncio.timeout(BOUND):  # a bound on failure, not a speed requirement
-            while not await check():  # noqa: ASYNC110 - the database has no event to await
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"not within {BOUND} s: {what}") from None
 
 
 async def test_two_dispatcher_processes_deliver_each_event_once(

@@ -20,7 +20,7 @@ from inftd.store import migrate
 from inftd.store.db import create_async
 from inftd.store.errors import StoreError
 from tests.support.api import api_client
-from tests.support.schema import migrated
+from tests.support.schema import at_head
 
 OPERATOR_KEY = "op-key-must-never-show-0123456789"
 
@@ -131,7 +131,7 @@ async def test_refuses_an_unmigrated_database(settings: Settings, deployment: De
 async def test_refuses_a_deployment_from_another_chain(
     settings: Settings, deployment: Deployment
 ) -> None:
-    migrated(settings.database)
+    at_head(settings.database)
     forged = deployment.model_copy(update={"deploy_block_hash": "0x" + "00" * 32})
     with pytest.raises(DaemonError, match="the deployment is not on this chain"):
         async with open_runtime(settings, forged):

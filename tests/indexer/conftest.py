@@ -15,7 +15,7 @@ from inftd.indexer.rpc import ChainRpc
 from inftd.store.db import create_async
 from tests.support.contracts import Contracts
 from tests.support.faultproxy import FaultProxy
-from tests.support.schema import migrated
+from tests.support.schema import at_head
 from tests.support.state import MakeIndexer, fast_rpc
 
 
@@ -26,7 +26,7 @@ def contracts(chain: Anvil, deployment: Deployment) -> Contracts:
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    migrated(database_url)
+    at_head(database_url)
     engine = create_async(database_url)
     yield engine
     await engine.dispose()

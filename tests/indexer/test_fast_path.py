@@ -27,7 +27,7 @@ from inftd.indexer.webhook import WebhookIngest
 from inftd.store.db import create_async, sqlite_url
 from inftd.store.models import Agent, ChainEvent, CreditEntry, EventRecord, Generation
 from tests.support.contracts import Contracts
-from tests.support.schema import migrated
+from tests.support.schema import at_head
 from tests.support.state import MakeIndexer
 
 Key = tuple[str, str, int]  # an event: block hash, tx hash, log index
@@ -84,7 +84,7 @@ async def careful_state(chain: Anvil, deployment: Deployment, tmp_path: Path, st
     """The same chain indexed the careful way into a fresh SQLite file: every event stored
     unapplied first (confirmations never reached), then applied from the database."""
     url = sqlite_url(tmp_path / "careful.db")
-    migrated(url)
+    at_head(url)
     engine = create_async(url)
     rpc = ChainRpc([chain.url])
     try:

@@ -7,7 +7,7 @@ import pytest
 from inftd.store.binding import ChainIdentity, bind_chain
 from inftd.store.db import create_async
 from inftd.store.errors import ChainMismatchError
-from tests.support.schema import migrated
+from tests.support.schema import at_head
 
 IDENTITY = ChainIdentity(
     chain_id=31337,
@@ -19,7 +19,7 @@ IDENTITY = ChainIdentity(
 
 
 async def test_a_database_stays_bound_to_its_first_chain(database_url: str) -> None:
-    migrated(database_url)
+    at_head(database_url)
     engine = create_async(database_url)
     try:
         await bind_chain(engine, IDENTITY)

@@ -99,3 +99,27 @@ def test_upgrading_keeps_existing_rows(database_url: str) -> None:
             assert conn.execute(text("SELECT count(*) FROM credit_entries")).scalar_one() == 1
     finally:
         engine.dispose()
+
+
+def test_daemon_processes_revision_goes_up_and_down(database_url: str) -> None:
+    """0009 adds the heartbeat table alone; going back to 0008 removes it and nothing else."""
+    migrate.upgrade(database_url, "0008")
+    before = table_names(database_url)
+    migrate.upgrade(database_url, "0009")
+    assert table_names(database_url) == before | {"daemon_processes"}
+    engine = create_sync_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO daemon_processes (id, host, pid, roles, version, "
+                    "heartbeat_interval, facts, started_at, heartbeat_at) VALUES ('h:1:a', 'h', "
+                    "1, '[\"api\"]', '0', 5, '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                )
+            )
+    finally:
+        engine.dispose()
+    migrate.downgrade(database_url, "0008")
+    assert table_names(database_url) == before
+    migrate.upgrade(database_url, "0009")
+    assert "daemon_processes" in table_names(database_url)

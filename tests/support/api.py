@@ -16,13 +16,13 @@ from inftd.daemon.http import RUNTIME
 from inftd.daemon.runtime import Runtime, open_runtime
 from inftd.daemon.server import create_app
 from inftd.indexer.deployment import Deployment
-from tests.support.schema import migrated
+from tests.support.schema import at_head
 
 
 @asynccontextmanager
 async def api_client(settings: Settings, deployment: Deployment) -> AsyncIterator[TestClient]:
     """A migrated database, the runtime over it, and a client of the app."""
-    migrated(settings.database)
+    at_head(settings.database)
     async with (
         open_runtime(settings, deployment) as runtime,
         TestClient(TestServer(create_app(runtime))) as client,

@@ -24,7 +24,7 @@ from inftd.store.db import is_sqlite, sqlite_url
 _templates: dict[str, str] = {}  # kind -> template (a file path or a database name)
 
 
-def migrated(url: str) -> None:
+def at_head(url: str) -> None:
     """Bring the fresh, empty database at ``url`` to the head revision."""
     if is_sqlite(url):
         _copy_sqlite(url)

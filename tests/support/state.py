@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -10,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from inftd.agents.ledger import ledger_balances
 from inftd.indexer.follower import Indexer
 from inftd.indexer.rpc import ChainRpc
+from inftd.store.db import create_async
 from inftd.store.models import Agent
+from tests.support.schema import at_head
 
 MakeIndexer = Callable[..., Indexer]
 
@@ -32,3 +35,14 @@ def fast_rpc(urls: list[str], max_attempts: int = 6) -> ChainRpc:
     return ChainRpc(
         urls, timeout=0.5, max_attempts=max_attempts, backoff_base=0.01, backoff_max=0.05
     )
+
+
+@asynccontextmanager
+async def migrated(url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine over the database at ``url``, brought to the latest revision first."""
+    at_head(url)
+    engine = create_async(url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()

@@ -11,6 +11,7 @@ from aiohttp import web
 from sqlalchemy import text
 
 import inftd
+from inftd.daemon.cluster import cluster_report
 from inftd.daemon.http import RUNTIME, json_response
 from inftd.daemon.runtime import Runtime
 from inftd.indexer.rpc import RpcError
@@ -45,6 +46,7 @@ async def status_document(runtime: Runtime) -> dict[str, Any]:
     async with runtime.engine.connect() as conn:
         revision = await revision_of(conn)
         report = await indexer_report(conn, head, runtime.settings.chain.confirmations)
+        cluster = await cluster_report(conn)
     indexer = report.as_json(head)
     indexer["halted"] = runtime.indexer.stats.halted
     indexer["webhook"] = dict(sorted(runtime.webhook_counts.items()))
@@ -63,6 +65,10 @@ async def status_document(runtime: Runtime) -> dict[str, Any]:
             "revision": revision,
             "headRevision": head_revision(),
         },
+        "process": {"id": runtime.process_id, "roles": list(runtime.settings.daemon.roles)},
+        "processes": cluster["processes"],
+        "roles": cluster["roles"],
+        "problems": cluster["problems"],
     }
 
 

@@ -84,7 +84,8 @@ def _paths_meta() -> dict[str, Any]:
             "get": operation(
                 "status",
                 "meta",
-                "Chain, indexer, deployment and database status",
+                "Chain, indexer, deployment and database status; the processes, their "
+                "roles and heartbeats, and what is unhealthy",
                 {"200": answer("The status", ref("Status"))},
             )
         },
@@ -531,6 +532,15 @@ def _schemas_common() -> dict[str, Schema]:
                         "headRevision": nullable(STRING),
                     }
                 ),
+                "process": ref("ThisProcess"),
+                "processes": {"type": "array", "items": ref("DaemonProcess")},
+                "roles": ref("Roles"),
+                "problems": {
+                    "type": "array",
+                    "items": STRING,
+                    "description": "what is unhealthy: no live indexer leader, jobs queued "
+                    "and no live worker... (empty when healthy)",
+                },
             }
         ),
         "IndexerStatus": obj(

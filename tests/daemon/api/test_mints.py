@@ -24,9 +24,10 @@ from inftd.daemon.relayer.relayer import Relayer, run_relayer
 from inftd.daemon.server import MAX_BODY_BYTES
 from inftd.indexer.deployment import Deployment
 from inftd.store.models import Generation, Mint
-from tests.daemon.relayer.conftest import finish_generations, settle
+from tests.daemon.relayer.conftest import settle
 from tests.support.api import api_client, bearer, runtime_of, sign_in
 from tests.support.contracts import Contracts
+from tests.support.mints import finish_generations
 from tests.support.openapi import Spec
 
 Client = TestClient[web.Request, web.Application]

@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inftd.store.db import create_async
-from tests.support.schema import migrated
+from tests.support.schema import at_head
 
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    migrated(database_url)
+    at_head(database_url)
     engine = create_async(database_url)
     yield engine
     await engine.dispose()

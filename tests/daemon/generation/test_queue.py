@@ -171,9 +171,9 @@ async def test_an_on_chain_request_takes_its_agents_tier(
 async def test_claims_from_two_engines_never_take_one_job_twice(
     postgres_url: str, tmp_path: Path
 ) -> None:
-    from tests.support.schema import migrated
+    from tests.support.schema import at_head
 
-    migrated(postgres_url)
+    at_head(postgres_url)
     engines = [create_async(postgres_url), create_async(postgres_url)]
     try:
         ctx = ctx_for(engines[0], tmp_path, postgres_url, per_agent_concurrency=100)

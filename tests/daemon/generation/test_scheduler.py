@@ -49,7 +49,7 @@ from tests.daemon.generation.support import (
 from tests.support.api import api_client, bearer, runtime_of, sign
 from tests.support.contracts import Contracts
 from tests.support.fakes.generation import script_of
-from tests.support.schema import migrated
+from tests.support.schema import at_head
 
 TEXT = {"kind": "text", "prompt": "a lighthouse at dawn over a quiet harbour"}
 WAIT = 15.0  # seconds a test waits for something that takes milliseconds
@@ -293,7 +293,7 @@ async def test_sigterm_stops_serve_after_the_grace_giving_the_running_job_back(
             generation={**FAST, "shutdown_grace": 0.2},
             routing=ROUTING,
         )
-        migrated(settings.database)
+        at_head(settings.database)
         stop, ready = asyncio.Event(), asyncio.get_running_loop().create_future()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)

@@ -5,8 +5,6 @@ worker does it (``add_mint``), and relayers over them, as after a restart."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -18,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inftd.daemon.config import RelayerSettings
 from inftd.daemon.devnet import MINTER, Anvil, rpc_call
-from inftd.daemon.generation.mints import add_mint, request_key
 from inftd.daemon.relayer.chain import MintChain
 from inftd.daemon.relayer.context import Context, Hooks
 from inftd.daemon.relayer.relayer import Relayer
@@ -26,9 +23,9 @@ from inftd.indexer.deployment import Deployment
 from inftd.indexer.follower import Indexer, IndexerConfig
 from inftd.indexer.rpc import ChainRpc
 from inftd.store.db import create_async
-from inftd.store.models import EventRecord, Generation, Mint, MintAttempt, table_of
+from inftd.store.models import EventRecord, MintAttempt
 from tests.support.contracts import Contracts
-from tests.support.schema import migrated
+from tests.support.schema import at_head
 
 MakeRelayer = Callable[..., Relayer]
 FAST = {  # rounds back to back in tests; retries due at once
@@ -52,7 +49,7 @@ def contracts(chain: Anvil, deployment: Deployment) -> Contracts:
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    migrated(database_url)
+    at_head(database_url)
     engine = create_async(database_url)
     yield engine
     await engine.dispose()
@@ -94,32 +91,6 @@ async def make_relayer(
         yield make
 
 
-async def finish_generations(engine: AsyncEngine, token_id: int, count: int) -> list[str]:
-    """``count`` succeeded generations of the agent, each handed to the relayer."""
-    ids = [str(uuid.uuid4()) for _ in range(count)]
-    async with engine.begin() as conn:
-        rows = [_generation(gid, token_id) for gid in ids]
-        await conn.execute(table_of(Generation).insert(), rows)
-        for gid in ids:
-            assert await add_mint(conn, gid)
-    return ids
-
-
-def _generation(gid: str, token_id: int) -> dict[str, Any]:
-    digest = hashlib.sha256(gid.encode()).hexdigest()
-    return {
-        "id": gid,
-        "token_id": token_id,
-        "kind": "text",
-        "prompt": f"prompt of {gid}",
-        "options": {},
-        "source": "api",
-        "status": "succeeded",
-        "content_uri": f"http://127.0.0.1:8787/v1/content/{digest}",
-        "content_hash": "0x" + digest,
-    }
-
-
 async def settle(relayer: Relayer, rounds: int = SETTLE_ROUNDS) -> int:
     """Rounds until nothing is left to do; how many it took."""
     for done in range(1, rounds + 1):
@@ -127,11 +98,6 @@ async def settle(relayer: Relayer, rounds: int = SETTLE_ROUNDS) -> int:
         if await relayer.unsettled() == 0:
             return done
     raise AssertionError(f"the relayer still had work after {rounds} rounds")
-
-
-async def mints(engine: AsyncEngine) -> dict[str, Any]:
-    async with engine.connect() as conn:
-        return {row.generation_id: row for row in await conn.execute(select(Mint))}
 
 
 async def attempts(engine: AsyncEngine) -> list[Any]:
@@ -143,39 +109,6 @@ async def events(engine: AsyncEngine, prefix: str = "mint.") -> list[Any]:
     async with engine.connect() as conn:
         query = select(EventRecord).where(EventRecord.type.startswith(prefix))
         return list(await conn.execute(query.order_by(EventRecord.seq)))
-
-
-def minted_logs(contracts: Contracts, gid: str) -> list[dict[str, Any]]:
-    """Every GenerationMinted of the generation's requestKey, on the whole chain."""
-    event = contracts.generation.events.GenerationMinted()
-    topic = "0x" + event.topic.hex() if isinstance(event.topic, bytes) else event.topic
-    logs: list[dict[str, Any]] = rpc_call(
-        contracts.url,
-        "eth_getLogs",
-        [
-            {
-                "fromBlock": "0x0",
-                "toBlock": "latest",
-                "address": contracts.generation.address,
-                "topics": [topic, None, None, request_key(gid)],
-            }
-        ],
-    )
-    return logs
-
-
-def assert_minted_once(contracts: Contracts, engine_rows: dict[str, Any], owner: str) -> None:
-    """Each generation has exactly one NFT, owned by ``owner``, and its row agrees."""
-    fn = contracts.generation.functions
-    for gid, row in engine_rows.items():
-        (log,) = minted_logs(contracts, gid)
-        token = int(log["topics"][1], 16)
-        assert row.status == "confirmed", (gid, row.status, row.error)
-        assert (row.nft_token_id, row.tx_hash) == (token, log["transactionHash"])
-        assert row.block_number == int(log["blockNumber"], 16)
-        assert fn.ownerOf(token).call() == owner
-        key = bytes.fromhex(request_key(gid)[2:])
-        assert fn.tokenIdOf(key).call() == token
 
 
 def minter_nonce(contracts: Contracts, tag: str = "latest") -> int:

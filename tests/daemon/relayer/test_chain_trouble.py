@@ -15,18 +15,9 @@ from inftd.daemon.relayer.context import Hooks
 from inftd.daemon.relayer.store import NewAttempt
 from inftd.indexer.follower import Indexer
 from inftd.store.models import RelayerNonce
-from tests.daemon.relayer.conftest import (
-    Crash,
-    MakeRelayer,
-    assert_minted_once,
-    attempts,
-    finish_generations,
-    mined,
-    minter_nonce,
-    mints,
-    settle,
-)
+from tests.daemon.relayer.conftest import Crash, MakeRelayer, attempts, mined, minter_nonce, settle
 from tests.support.contracts import Contracts
+from tests.support.mints import assert_minted_once, finish_generations, mints
 
 REPLACE_AFTER = 2  # blocks
 

@@ -27,17 +27,9 @@ from inftd.daemon.relayer.store import Attempt, NewAttempt
 from inftd.indexer.deployment import Deployment
 from inftd.indexer.follower import Indexer
 from inftd.store.models import RelayerNonce
-from tests.daemon.relayer.conftest import (
-    Crash,
-    MakeRelayer,
-    assert_minted_once,
-    attempts,
-    finish_generations,
-    minter_nonce,
-    mints,
-    settle,
-)
+from tests.daemon.relayer.conftest import Crash, MakeRelayer, attempts, minter_nonce, settle
 from tests.support.contracts import Contracts
+from tests.support.mints import assert_minted_once, finish_generations, mints
 
 GENERATIONS = 3
 CHILD_TIMEOUT = 90  # seconds for the relayer process to reach its point

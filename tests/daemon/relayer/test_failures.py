@@ -15,16 +15,9 @@ from inftd.daemon.relayer.reverts import Verdict, decode_revert
 from inftd.daemon.relayer.store import NewAttempt
 from inftd.indexer.follower import Indexer
 from inftd.store.models import Generation
-from tests.daemon.relayer.conftest import (
-    MakeRelayer,
-    attempts,
-    events,
-    finish_generations,
-    minter_nonce,
-    mints,
-    settle,
-)
+from tests.daemon.relayer.conftest import MakeRelayer, attempts, events, minter_nonce, settle
 from tests.support.contracts import Contracts
+from tests.support.mints import finish_generations, mints
 
 TOO_LITTLE_GAS = 60_000  # the mint runs out of it: a revert with no data
 

@@ -16,17 +16,14 @@ from inftd.indexer.follower import Indexer
 from tests.daemon.relayer.conftest import (
     Crash,
     MakeRelayer,
-    assert_minted_once,
     attempts,
     events,
-    finish_generations,
     mined,
-    minted_logs,
     minter_nonce,
-    mints,
     settle,
 )
 from tests.support.contracts import Contracts
+from tests.support.mints import assert_minted_once, finish_generations, minted_logs, mints
 
 
 class CrashAfterBroadcast(Hooks):

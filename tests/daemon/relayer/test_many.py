@@ -11,16 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from inftd.daemon.devnet import BUYER, FRIEND
 from inftd.daemon.relayer.relayer import Relayer
 from inftd.indexer.follower import Indexer
-from tests.daemon.relayer.conftest import (
-    SETTLE_ROUNDS,
-    MakeRelayer,
-    assert_minted_once,
-    attempts,
-    finish_generations,
-    minter_nonce,
-    mints,
-)
+from tests.daemon.relayer.conftest import SETTLE_ROUNDS, MakeRelayer, attempts, minter_nonce
 from tests.support.contracts import Contracts
+from tests.support.mints import assert_minted_once, finish_generations, mints
 
 GENERATIONS = 200  # half on each of two package tokens, with different owners
 
