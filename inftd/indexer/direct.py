@@ -19,11 +19,12 @@ import gc
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from psycopg.errors import UniqueViolation
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inftd.indexer.decode import ChainLog, Decoder
 from inftd.indexer.errors import IndexerError
-from inftd.indexer.events import store_new
+from inftd.indexer.events import StoredMeanwhile, store_new
 from inftd.indexer.projections import ApplyResult, Plan, known_agents
 from inftd.indexer.rpc import LogDict
 
@@ -133,5 +134,8 @@ class _Batches:
 async def _write(
     conn: AsyncConnection, chain_id: int, events: Sequence[ChainLog], plan: Plan
 ) -> None:
-    ids = await store_new(conn, chain_id, events)
-    await plan.write(conn, ids)
+    try:
+        ids = await store_new(conn, chain_id, events)
+        await plan.write(conn, ids, new=True)
+    except UniqueViolation as exc:  # a COPY met a row stored meanwhile: all goes careful
+        raise StoredMeanwhile(len(events)) from exc
