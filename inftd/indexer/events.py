@@ -53,9 +53,9 @@ async def store_logs(
 async def store_new(conn: AsyncConnection, chain_id: int, logs: Sequence[ChainLog]) -> list[int]:
     """Insert logs known to be new, already marked applied; returns their ids, in order.
 
-    The caller applies them in the same transaction. Raises ``StoredMeanwhile`` if another
-    writer stored any of them after all (a big batch on PostgreSQL: psycopg's
-    ``UniqueViolation``): the caller must then roll back."""
+    The caller applies them in the same transaction. If another writer stored any of them
+    after all, raises ``StoredMeanwhile`` (by INSERT) or psycopg's ``UniqueViolation`` (by
+    COPY: a big batch on PostgreSQL): the caller must then roll back."""
     if not logs:
         return []
     columns = _columns(chain_id, logs, "poll") | {"applied": [True] * len(logs)}
