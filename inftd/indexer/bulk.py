@@ -75,9 +75,10 @@ async def _driver(conn: AsyncConnection) -> DriverConnection[Any]:
 
 async def next_ids(conn: AsyncConnection, table: Table, count: int) -> list[int]:
     """``count`` new values of the table's id sequence, ascending."""
-    sequence = f"{table.name}_id_seq"
+    sequence = await conn.scalar(text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table.name})
     ids = await conn.scalars(
-        text(f"SELECT nextval('{sequence}') FROM generate_series(1, :n)"), {"n": count}
+        text("SELECT nextval(CAST(:s AS regclass)) FROM generate_series(1, :n)"),
+        {"s": sequence, "n": count},
     )
     return sorted(ids)
 
