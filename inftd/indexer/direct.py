@@ -19,13 +19,16 @@ import gc
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from psycopg.errors import UniqueViolation
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inftd.indexer.decode import ChainLog, Decoder
 from inftd.indexer.errors import IndexerError
-from inftd.indexer.events import store_new
+from inftd.indexer.events import StoredMeanwhile, store_new
 from inftd.indexer.projections import ApplyResult, Plan, known_agents
 from inftd.indexer.rpc import LogDict
+from inftd.store.models import Agent
 
 DIRECT_BATCH = 5000  # logs written together; the next batch is decoded and planned meanwhile
 SLICE = 500  # logs decoded and planned between two turns of the writer
@@ -41,10 +44,20 @@ async def apply_new(
     ``apply_confirmed`` would make. Raises ``StoredMeanwhile`` if another writer stored one
     of them meanwhile (the caller rolls back), ``DecodeError`` for a malformed log.
     """
-    known = await known_agents(conn, {t for log in raw if (t := decoder.token_id(log)) is not None})
+    known = await _known_before(conn, raw, decoder)
     batches = _Batches(chain_id, known)  # agents that exist before these logs, kept up to date
     with _collector_paused():
         return await _pipeline(conn, chain_id, raw, decoder, batches)
+
+
+async def _known_before(
+    conn: AsyncConnection, raw: Sequence[LogDict], decoder: Decoder
+) -> set[int]:
+    """The package tokens of ``raw`` that have an agent already. A first backfill starts with
+    no agent at all: then the pass over every log for its token is skipped."""
+    if await conn.scalar(select(Agent.token_id).limit(1)) is None:
+        return set()
+    return await known_agents(conn, {t for log in raw if (t := decoder.token_id(log)) is not None})
 
 
 async def _pipeline(
@@ -133,5 +146,8 @@ class _Batches:
 async def _write(
     conn: AsyncConnection, chain_id: int, events: Sequence[ChainLog], plan: Plan
 ) -> None:
-    ids = await store_new(conn, chain_id, events)
-    await plan.write(conn, ids)
+    try:
+        ids = await store_new(conn, chain_id, events)
+        await plan.write(conn, ids, new=True)
+    except UniqueViolation as exc:  # a COPY met a row stored meanwhile: all goes careful
+        raise StoredMeanwhile(len(events)) from exc

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import and_, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from inftd.indexer.bulk import copies, copy_columns, next_ids
 from inftd.indexer.decode import ChainLog
 from inftd.indexer.errors import IndexerError
 from inftd.store.db import insert_columns, insert_returning
@@ -19,8 +20,9 @@ class StoredMeanwhile(IndexerError):
     """Some of the events being inserted as new were stored by another writer meanwhile (a
     webhook): the transaction is rolled back and the range stored the careful way."""
 
-    def __init__(self, expected: int, inserted: int) -> None:
-        super().__init__(f"{expected - inserted} of {expected} new events were already stored")
+    def __init__(self, expected: int, inserted: int | None = None) -> None:
+        some = "some" if inserted is None else str(expected - inserted)
+        super().__init__(f"{some} of {expected} new events were already stored")
 
 
 def _columns(chain_id: int, logs: Sequence[ChainLog], source: str) -> dict[str, Sequence[object]]:
@@ -51,11 +53,14 @@ async def store_logs(
 async def store_new(conn: AsyncConnection, chain_id: int, logs: Sequence[ChainLog]) -> list[int]:
     """Insert logs known to be new, already marked applied; returns their ids, in order.
 
-    The caller applies them in the same transaction. Raises ``StoredMeanwhile`` if another
-    writer stored any of them after all: the caller must then roll back."""
+    The caller applies them in the same transaction. If another writer stored any of them
+    after all, raises ``StoredMeanwhile`` (by INSERT) or psycopg's ``UniqueViolation`` (by
+    COPY: a big batch on PostgreSQL): the caller must then roll back."""
     if not logs:
         return []
     columns = _columns(chain_id, logs, "poll") | {"applied": [True] * len(logs)}
+    if copies(conn, len(logs)):
+        return await _copy_new(conn, columns)
     if conn.dialect.name == "postgresql":
         rows = await insert_returning(
             conn, CHAIN_EVENTS, columns, ("id", "block_number", "log_index"), skip_conflicts=True
@@ -72,6 +77,13 @@ async def store_new(conn: AsyncConnection, chain_id: int, logs: Sequence[ChainLo
     inserted = await insert_columns(conn, CHAIN_EVENTS, columns | {"id": ids}, skip_conflicts=True)
     if inserted != len(logs):
         raise StoredMeanwhile(len(logs), inserted)
+    return ids
+
+
+async def _copy_new(conn: AsyncConnection, columns: dict[str, Sequence[object]]) -> list[int]:
+    """``store_new`` by COPY (PostgreSQL, a big batch): ids are taken first, in chain order."""
+    ids = await next_ids(conn, CHAIN_EVENTS, len(columns["block_number"]))
+    await copy_columns(conn, CHAIN_EVENTS, columns | {"id": ids})  # fails on a stored one
     return ids
 
 

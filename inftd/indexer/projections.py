@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inftd.agents.events import NewEvent, record_events
 from inftd.agents.ledger import grant_entry
+from inftd.indexer.bulk import insert_new
 from inftd.indexer.decode import ChainLog
 from inftd.store.db import insert_many
 from inftd.store.models import Agent, ChainEvent, CreditEntry, Generation, Mint, table_of, utcnow
@@ -204,12 +205,21 @@ class Plan:
         )
         return None
 
-    async def write(self, conn: AsyncConnection, ids: Sequence[int]) -> None:
+    async def write(self, conn: AsyncConnection, ids: Sequence[int], *, new: bool = False) -> None:
         """The batch's effects, the problems of its events and what subscribers are told;
-        ``ids[ref]`` is the id of event ``ref``. Marking events applied is the caller's."""
-        await insert_many(conn, AGENTS, _resolved(self.agents.values(), "created_event_id", ids))
+        ``ids[ref]`` is the id of event ``ref``. Marking events applied is the caller's.
+
+        ``new``: the events were never applied before (the fast path), so their agents and
+        ledger entries are new too and may go by COPY, which fails on a conflict where the
+        careful path skips it."""
+        agents = _resolved(self.agents.values(), "created_event_id", ids)
         ledger = _resolved(self.ledger, "chain_event_id", ids)
-        await insert_many(conn, table_of(CreditEntry), ledger, skip_conflicts=True)
+        if new:
+            await insert_new(conn, AGENTS, agents, skip_conflicts=False)
+            await insert_new(conn, table_of(CreditEntry), ledger, skip_conflicts=True)
+        else:
+            await insert_many(conn, AGENTS, agents)
+            await insert_many(conn, table_of(CreditEntry), ledger, skip_conflicts=True)
         await _update_many(conn, _add_credits(), [
             {"b_token": t, "b_amount": n} for t, n in self.credits.items()
         ])  # fmt: skip

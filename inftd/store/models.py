@@ -103,9 +103,11 @@ class ChainEvent(Base):
 
     __tablename__ = "chain_events"
     __table_args__ = (
-        UniqueConstraint("chain_id", "block_hash", "tx_hash", "log_index"),
-        Index(None, "block_number", "log_index"),
-        Index(None, "applied", "block_number"),
+        # A log is its block (hash) and its index there; the transaction follows from them.
+        # Block number and log index lead, so the key is also the index of range reads,
+        # chain-order scans and rollbacks, and a backfill appends to it in order: a key led
+        # by a block hash took each insert to a random page and cost half of storing a log.
+        UniqueConstraint("block_number", "log_index", "block_hash", "chain_id"),
         Index(None, "token_id", "block_number"),
     )
 
@@ -123,6 +125,18 @@ class ChainEvent(Base):
     applied: Mapped[bool] = mapped_column(Boolean, default=False)
     problem: Mapped[str | None] = mapped_column(Text)  # why a projection could not apply it
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# The events still to apply, in chain order. Partial: the indexer stores nearly every event
+# already applied, and those rows never enter it.
+_UNAPPLIED = ChainEvent.applied.is_(False)
+Index(
+    "ix_chain_events_unapplied",
+    ChainEvent.block_number,
+    ChainEvent.log_index,
+    postgresql_where=_UNAPPLIED,
+    sqlite_where=_UNAPPLIED,
+)
 
 
 class Agent(Base):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inftd.daemon.devnet import Anvil
+from inftd.indexer import bulk, events
 from inftd.indexer.deployment import Deployment
 from inftd.indexer.follower import Indexer, IndexerConfig
 from inftd.indexer.rpc import ChainRpc
@@ -58,3 +61,31 @@ async def rpc(proxy: FaultProxy) -> AsyncIterator[ChainRpc]:
     rpc = fast_rpc([proxy.url])
     yield rpc
     await rpc.close()
+
+
+@dataclass
+class Copying:
+    """How the fast path writes: by INSERT as usual, or by COPY from a single row on."""
+
+    forced: bool
+    tables: list[str] = field(default_factory=list)  # those COPY wrote to, once a statement
+
+    def expected(self, engine: AsyncEngine) -> bool:
+        """Whether COPY must have run: forced, on PostgreSQL (SQLite has no COPY)."""
+        return self.forced and engine.dialect.name == "postgresql"
+
+
+@pytest.fixture(params=["insert", "copy"])
+def copying(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Copying:
+    copying = Copying(forced=request.param == "copy")
+    if copying.forced:
+        monkeypatch.setattr(bulk, "COPY_MIN_ROWS", 1)
+    copy_columns = bulk.copy_columns
+
+    async def recorded(conn: Any, table: Any, columns: Any) -> None:
+        copying.tables.append(table.name)
+        await copy_columns(conn, table, columns)
+
+    monkeypatch.setattr(bulk, "copy_columns", recorded)
+    monkeypatch.setattr(events, "copy_columns", recorded)
+    return copying

@@ -11,6 +11,7 @@ from inftd.daemon.devnet import BUYER, FRIEND, MINTER
 from inftd.indexer.follower import ReorgTooDeep
 from inftd.indexer.status import indexer_report
 from inftd.store.models import ChainEvent, CreditEntry, EventRecord, Generation, Mint
+from tests.indexer.conftest import Copying
 from tests.support.contracts import Contracts
 from tests.support.state import MakeIndexer, agents, assert_ledger_matches_cache
 
@@ -81,8 +82,9 @@ async def test_backfill_and_tail_agree(
 
 
 async def test_a_reorg_removes_a_purchase_and_reinclusion_applies_it_once(
-    contracts: Contracts, make_indexer: MakeIndexer, engine: AsyncEngine
+    contracts: Contracts, make_indexer: MakeIndexer, engine: AsyncEngine, copying: Copying
 ) -> None:
+    """Whether the rows went in by INSERT or by COPY, the rollback finds and removes them."""
     kept = contracts.buy(0)
     indexer = make_indexer(window=16)
     await indexer.sync_once()
@@ -93,6 +95,7 @@ async def test_a_reorg_removes_a_purchase_and_reinclusion_applies_it_once(
     await indexer.sync_once()
     assert set(await agents(engine)) == {kept, dropped}
     assert (await agents(engine))[kept][1] == 140
+    assert ("agents" in copying.tables) == copying.expected(engine)
 
     contracts.revert(fork)  # the two blocks are gone; a longer fork replaces them
     contracts.mine(4)
