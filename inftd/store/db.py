@@ -3,11 +3,19 @@
 Users give plain URLs (``sqlite:///path`` or ``postgresql://...``); the driver for
 synchronous work (migrations, CLI) and for the asyncio daemon is chosen here. Also
 ``insert_many``, the bulk insert of the indexer's backfill.
+
+PostgreSQL connections are pinged before use only when they sat in the pool for
+``IDLE_PING`` seconds or more (a restart or an idle timeout drops those), not on every
+checkout: a busy worker checks a connection out a dozen times per job, and a ping each time
+was a round trip each. A connection that drops while busy fails the one statement it was
+running (SQLAlchemy then replaces every pooled connection made before the drop), and the
+daemon's loops retry at their edges: a claim on the next wake-up, a run by the lease.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,12 +23,16 @@ from typing import Any
 import orjson
 from sqlalchemy import JSON, Column, Dialect, Engine, Table, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from inftd.store.errors import DatabaseUrlError
 
 SQLITE_BUSY_TIMEOUT_MS = 5000  # writers wait this long for the WAL lock before failing
+IDLE_PING = 10.0  # seconds in the pool after which a connection is pinged before its use
+POOL_RECYCLE = 1800  # seconds: connections older than this are replaced at checkout
+IDLE_SINCE = "inftd.idle_since"  # connection record info key: when it went back to the pool
 
 
 def _parse(url: str) -> URL:
@@ -67,20 +79,44 @@ def _on_sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+def ping_when_idle(engine: Engine, idle: float = IDLE_PING) -> None:
+    """Ping a pooled connection before its use if it was idle ``idle`` seconds or more; a
+    dead one is replaced (the pool retries the checkout on ``DisconnectionError``)."""
+
+    def checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info[IDLE_SINCE] = time.monotonic()
+
+    def checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop(IDLE_SINCE, None)
+        if since is None or time.monotonic() - since < idle:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(f"a pooled connection was dropped: {exc}") from exc
+
+    event.listen(engine, "checkin", checkin)
+    event.listen(engine, "checkout", checkout)
+
+
 def create_sync_engine(url: str) -> Engine:
     target = sync_url(url)
     if target.get_backend_name() != "sqlite":
-        return create_engine(target, pool_pre_ping=True)
+        engine = create_engine(target, pool_recycle=POOL_RECYCLE)
+        ping_when_idle(engine)
+        return engine
     _ensure_sqlite_dir(target)
     engine = create_engine(target, poolclass=NullPool)
     event.listen(engine, "connect", _on_sqlite_connect)
     return engine
 
 
-def create_async(url: str) -> AsyncEngine:
+def create_async(url: str, idle_ping: float = IDLE_PING) -> AsyncEngine:
     target = async_url(url)
     if target.get_backend_name() != "sqlite":
-        return create_async_engine(target, pool_pre_ping=True)
+        engine = create_async_engine(target, pool_recycle=POOL_RECYCLE)
+        ping_when_idle(engine.sync_engine, idle_ping)
+        return engine
     _ensure_sqlite_dir(target)
     engine = create_async_engine(target)
     event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
