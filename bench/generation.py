@@ -52,13 +52,14 @@ from inftd.daemon.config import Settings
 from inftd.daemon.devnet import PROJECT_ROOT
 from inftd.daemon.embedders import build_embedder
 from inftd.daemon.generation.content import ContentStore
+from inftd.daemon.generation.context import WorkerContext
 from inftd.daemon.generation.dispatcher import Dispatcher
 from inftd.daemon.generation.queue import claim, create
 from inftd.daemon.generation.recorder import DbRecorder
 from inftd.daemon.generation.requests import parse_request
 from inftd.daemon.generation.router import Router
 from inftd.daemon.generation.scheduler import priorities_of, runner_for, worker_name
-from inftd.daemon.generation.worker import Control, WorkerContext, run_claimed
+from inftd.daemon.generation.worker import Control, run_claimed
 from inftd.daemon.providers.base import TextRequest, TextResult
 from inftd.daemon.providers.local import LocalProvider
 from inftd.store import migrate
@@ -125,7 +126,8 @@ def settings_for(data_dir: Path, url: str) -> Settings:
 
 
 def context(engine: AsyncEngine, settings: Settings, provider: LocalProvider) -> WorkerContext:
-    router = Router({"local": provider}, settings.routing, DbRecorder(engine))
+    recorder = DbRecorder(engine)
+    router = Router({"local": provider}, settings.routing, recorder)
     return WorkerContext(
         engine=engine,
         writer=AgentWriter(engine),
@@ -134,6 +136,7 @@ def context(engine: AsyncEngine, settings: Settings, provider: LocalProvider) ->
         content=ContentStore(settings.content_dir),
         run=runner_for(router),
         owner=worker_name(),
+        recorder=recorder,
     )
 
 

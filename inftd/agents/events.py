@@ -24,6 +24,7 @@ from inftd.store.models import EventRecord, table_of
 EVENTS_LOCK = 0x1F7D_0001  # advisory lock key that orders event writers on PostgreSQL
 NOTIFY_CHANNEL = "inftd_events"
 BATCH = "inftd.events.batch"  # conn.info key: the events held back by ``batched_events``
+LOCK_AND_NOTIFY = text("SELECT pg_advisory_xact_lock(:key), pg_notify(:channel, '')")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +87,8 @@ async def record_events(conn: AsyncConnection, events: Sequence[NewEvent]) -> No
         held.extend(events)
         return
     if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENTS_LOCK})
+        # One round trip: the lock, and the NOTIFY (delivered at commit whenever it is asked).
+        await conn.execute(LOCK_AND_NOTIFY, {"key": EVENTS_LOCK, "channel": NOTIFY_CHANNEL})
     await insert_many(
         conn,
         table_of(EventRecord),
@@ -95,5 +97,3 @@ async def record_events(conn: AsyncConnection, events: Sequence[NewEvent]) -> No
             for e in events
         ],
     )
-    if conn.dialect.name == "postgresql":
-        await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))

@@ -43,13 +43,13 @@ from inftd.agents.memory import consolidate
 from inftd.agents.usage import RESERVE_PREFIX, SETTLE_PREFIX
 from inftd.daemon.config import GenerationSettings, Settings
 from inftd.daemon.generation.content import ContentStore
+from inftd.daemon.generation.context import JobRunner, WorkerContext, shielded
 from inftd.daemon.generation.dispatcher import Dispatcher, Wakeup
 from inftd.daemon.generation.queue import reap, utcnow
 from inftd.daemon.generation.recorder import CallRecord, DbRecorder
 from inftd.daemon.generation.router import Router
 from inftd.daemon.generation.strategies import run_job
 from inftd.daemon.generation.types import Job, Output, Progress
-from inftd.daemon.generation.worker import JobRunner, WorkerContext, shielded
 from inftd.daemon.providers.base import Provider, ProviderError, TextRequest, complete_text
 from inftd.daemon.providers.factory import open_providers
 from inftd.daemon.runtime import Runtime
@@ -102,6 +102,7 @@ class GenerationService:
             run=run or runner_for(router),
             owner=owner or worker_name(),
             poke=runtime.hub.poke,
+            recorder=router.recorder if isinstance(router.recorder, DbRecorder) else None,
         )
         self.dispatcher = Dispatcher(self.ctx, priorities_of(settings))
         self.dispatcher.on_retry = self.wake_at
