@@ -75,12 +75,14 @@ async def test_a_succeeded_run_writes_its_calls_and_last_progress_in_its_final_t
     generation_id = await queue(ctx, 1, TEXT)
     assert await run_next(ctx) == Outcome("succeeded")
     assert await calls_of(engine, generation_id) == ["ok"]
-    assert ctx.recorder is not None and ctx.recorder.take(generation_id) == []  # none left
+    assert ctx.recorder is not None
+    assert ctx.recorder.take(generation_id) == []  # none left held
     events = await events_of(engine, 1)
     content = await ctx.content.read(
         (await generation(engine, generation_id)).content_hash.removeprefix("0x")
     )
-    assert content is not None and streamed_text(events, generation_id) == content.decode()
+    assert content is not None
+    assert streamed_text(events, generation_id) == content.decode()
     kinds = [k for k, _ in events]
     assert kinds[-1] == "generation.succeeded"  # after every piece of its text
     assert kinds.count("generation.succeeded") == 1
