@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inftd.agents.views import iso
@@ -24,7 +23,9 @@ from inftd.store.models import EventRecord, table_of
 EVENTS_LOCK = 0x1F7D_0001  # advisory lock key that orders event writers on PostgreSQL
 NOTIFY_CHANNEL = "inftd_events"
 BATCH = "inftd.events.batch"  # conn.info key: the events held back by ``batched_events``
-LOCK_AND_NOTIFY = text("SELECT pg_advisory_xact_lock(:key), pg_notify(:channel, '')")
+# Run by the events' INSERT before it makes a row (one round trip); the NOTIFY is delivered
+# at commit, whenever it is asked.
+LOCK_AND_NOTIFY = f"SELECT pg_advisory_xact_lock({EVENTS_LOCK}), pg_notify('{NOTIFY_CHANNEL}', '')"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +87,7 @@ async def record_events(conn: AsyncConnection, events: Sequence[NewEvent]) -> No
     if held is not None:
         held.extend(events)
         return
-    if conn.dialect.name == "postgresql":
-        # One round trip: the lock, and the NOTIFY (delivered at commit whenever it is asked).
-        await conn.execute(LOCK_AND_NOTIFY, {"key": EVENTS_LOCK, "channel": NOTIFY_CHANNEL})
+    postgres = conn.dialect.name == "postgresql"
     await insert_many(
         conn,
         table_of(EventRecord),
@@ -96,4 +95,5 @@ async def record_events(conn: AsyncConnection, events: Sequence[NewEvent]) -> No
             {"type": e.type, "token_id": e.token_id, "payload": e.payload, "private": e.private}
             for e in events
         ],
+        first=LOCK_AND_NOTIFY if postgres else None,
     )

@@ -204,7 +204,9 @@ async def _insert_sqlite(
     return max(result.rowcount, 0)  # sqlite3 sums executemany's changes: skipped rows add 0
 
 
-def _postgres_sql(table: Table, dialect: Dialect, keys: list[str], fixed: list[str]) -> str:
+def _postgres_sql(
+    table: Table, dialect: Dialect, keys: list[str], fixed: list[str], first: str | None
+) -> str:
     def sql_type(name: str) -> str:
         return str(table.c[name].type.compile(dialect=dialect))
 
@@ -219,15 +221,24 @@ def _postgres_sql(table: Table, dialect: Dialect, keys: list[str], fixed: list[s
         f"{a}::{sql_type(k)}" if isinstance(table.c[k].type, JSON) else a
         for a, k in zip(aliases, keys, strict=True)
     ]
-    return (
+    sql = (
         f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
         f"({_names(table, dialect, [*keys, *fixed])}) SELECT {', '.join([*selected, *scalars])} "
         f"FROM unnest({arrays}) AS r({', '.join(aliases)})"
     )
+    if first is None:
+        return sql
+    # Every row comes out of the join with ``first``, so it has run before any row (and
+    # its defaults: a sequence's next value) is made.
+    return f"WITH first AS MATERIALIZED ({first}) {sql} CROSS JOIN first"
 
 
 def _postgres_statement(
-    conn: AsyncConnection, table: Table, columns: Columns, skip_conflicts: bool
+    conn: AsyncConnection,
+    table: Table,
+    columns: Columns,
+    skip_conflicts: bool,
+    first: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     dialect = conn.dialect
     fixed = _batch_defaults(table, list(columns))
@@ -238,7 +249,7 @@ def _postgres_statement(
     for i, (key, value) in enumerate(fixed.items()):
         process = _bind_processor(table.c[key], dialect)
         params[f"f{i}"] = process(value) if process else value
-    sql = _postgres_sql(table, dialect, list(columns), list(fixed))
+    sql = _postgres_sql(table, dialect, list(columns), list(fixed), first)
     if skip_conflicts:
         sql += " ON CONFLICT DO NOTHING"
     return sql, params
@@ -252,7 +263,12 @@ def _row_count(columns: Columns) -> int:
 
 
 async def insert_columns(
-    conn: AsyncConnection, table: Table, columns: Columns, *, skip_conflicts: bool = False
+    conn: AsyncConnection,
+    table: Table,
+    columns: Columns,
+    *,
+    skip_conflicts: bool = False,
+    first: str | None = None,
 ) -> int:
     """INSERT rows given column by column (lists of equal length); returns how many went in.
 
@@ -262,14 +278,17 @@ async def insert_columns(
     SQLAlchemy's per-row work, which dominates a backfill: SQLite gets one prepared
     statement run by ``executemany``, PostgreSQL an ``INSERT ... SELECT FROM unnest(...)``
     over one array per column; JSON is written by orjson. ``skip_conflicts`` adds
-    ON CONFLICT DO NOTHING.
+    ON CONFLICT DO NOTHING. ``first`` (PostgreSQL only): a SELECT of constants run in the
+    same statement before any row is made, such as taking a lock.
     """
     rows = _row_count(columns)
     if not rows:
         return 0
     if conn.dialect.name != "postgresql":
+        if first is not None:
+            raise ValueError("insert_columns(first=...) needs PostgreSQL")
         return await _insert_sqlite(conn, table, columns, rows, skip_conflicts)
-    sql, params = _postgres_statement(conn, table, columns, skip_conflicts)
+    sql, params = _postgres_statement(conn, table, columns, skip_conflicts, first)
     result = await conn.exec_driver_sql(sql, params)
     return max(result.rowcount, 0)  # one statement: its rowcount counts the rows inserted
 
@@ -299,9 +318,10 @@ async def insert_many(
     rows: Sequence[Mapping[str, Any]],
     *,
     skip_conflicts: bool = False,
+    first: str | None = None,
 ) -> int:
     """INSERT ``rows`` (dicts with the same keys) in one statement: ``insert_columns``."""
     if not rows:
         return 0
     columns = {key: [row[key] for row in rows] for key in rows[0]}
-    return await insert_columns(conn, table, columns, skip_conflicts=skip_conflicts)
+    return await insert_columns(conn, table, columns, skip_conflicts=skip_conflicts, first=first)

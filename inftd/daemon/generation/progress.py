@@ -3,17 +3,18 @@
 Progress goes to the agent's channel as ``generation.progress`` events, **private** (the
 owner's and the operator's): the prompt is the owner's, and so is the text streaming out of
 it until the generation succeeds, when the content becomes public (``/v1/content``, the
-mint). Streamed text is batched: an event holds the text that came in the
-``progress_interval`` seconds after its first piece, or ``progress_chars`` characters if
-that many came sooner (``offset`` places each piece); the strategy's rounds, parts and
-provider attempts go as they come (an ``attempt`` voids the text before it).
+mint). Streamed text is batched: an event holds the text that came since the last write,
+or ``progress_chars`` characters if that many came sooner (``offset`` places each piece);
+the strategy's rounds, parts and provider attempts are events of their own, in the order
+they came (an ``attempt`` voids the text before it).
 
-The strategy never waits for the database: events are written behind it, one transaction
-at a time for all that piled up meanwhile. When the strategy is over, the run ``hold``s the
-rest (``Held``): its last events and the provider calls it made (``DbRecorder.hold``) go in
-its final transaction, ahead of its lifecycle event, so a job costs no transaction of its
-own for them and its events stay in order. What no final transaction took (a lost lease, a
-final write that failed) is written on its own as the run ends.
+The strategy never waits for the database: events are written behind it, at most one
+transaction per ``progress_interval`` for all that piled up meanwhile. When the strategy
+is over, the run ``hold``s the rest (``Held``): its last events and the provider calls it
+made (``DbRecorder.hold``) go in its final transaction, ahead of its lifecycle event, so a
+job costs no transaction of its own for them and its events stay in order. What no final
+transaction took (a lost lease, a final write that failed) is written on its own as the
+run ends.
 """
 
 from __future__ import annotations
@@ -59,31 +60,27 @@ class ProgressWriter:
         self._claimed = claimed
         self._streams: dict[bytes, _Stream] = {}
         self._chars = 0  # pending, in all streams
-        self._due: asyncio.TimerHandle | None = None  # when the pending text is cut
         self._events: list[NewEvent] = []  # made, not written yet
+        self._due: asyncio.TimerHandle | None = None  # the next write
         self._writing: asyncio.Task[None] | None = None
+        self._busy = False  # a write is under way
         self._holding = False  # the run is over: the rest waits for its final transaction
 
     async def __call__(self, stage: str, data: Mapping[str, Any]) -> None:
-        settings = self._ctx.settings.generation
         if stage == "chunk":
             piece = str(data.get("text", ""))
             self._stream({k: v for k, v in data.items() if k != "text"}).pending.append(piece)
             self._chars += len(piece)
-            if self._chars >= settings.progress_chars:
+            if self._chars >= self._ctx.settings.generation.progress_chars:
                 self._cut()
-                self._kick()
-            elif self._due is None:
-                loop = asyncio.get_running_loop()
-                self._due = loop.call_later(settings.progress_interval, self._on_due)
-            return
-        self._cut()
-        if stage == "attempt":  # another provider starts over: that stream's text is void
-            for stream in self._streams.values():
-                if all(data.get(k) == v for k, v in stream.tags.items()):
-                    stream.offset = 0
-        self._add({**json_safe(dict(data)), "stage": stage})
-        self._kick()
+        else:
+            self._cut()
+            if stage == "attempt":  # another provider starts over: that stream's text is void
+                for stream in self._streams.values():
+                    if all(data.get(k) == v for k, v in stream.tags.items()):
+                        stream.offset = 0
+            self._add({**json_safe(dict(data)), "stage": stage})
+        self._soon()
 
     def _stream(self, tags: dict[str, Any]) -> _Stream:
         tags = json_safe(tags)
@@ -92,17 +89,8 @@ class ProgressWriter:
             self._streams[key] = _Stream(tags)
         return self._streams[key]
 
-    def _on_due(self) -> None:
-        self._due = None
-        if not self._holding:
-            self._cut()
-            self._kick()
-
     def _cut(self) -> None:
         """Each stream's pending text becomes one chunk event."""
-        if self._due is not None:
-            self._due.cancel()
-            self._due = None
         for stream in self._streams.values():
             if not stream.pending:
                 continue
@@ -116,26 +104,42 @@ class ProgressWriter:
         payload = {**data, "id": self._claimed.id, "run": self._claimed.attempts}
         self._events.append(event("progress", self._claimed.token_id, payload, private=True))
 
-    def _kick(self) -> None:
-        """Start writing what piled up, unless a write is under way (it takes it next)."""
+    def _soon(self) -> None:
+        """Write what piles up ``progress_interval`` from now (unless a write is set or
+        under way: it sets the next one)."""
+        if self._holding or self._busy or self._due is not None:
+            return
+        interval = self._ctx.settings.generation.progress_interval
+        self._due = asyncio.get_running_loop().call_later(interval, self._on_due)
+
+    def _on_due(self) -> None:
+        self._due = None
+        self._cut()
         if self._holding or not self._events:
             return
-        if self._writing is None or self._writing.done():
-            self._writing = spawn(self._ctx, self._drain())
+        self._busy = True
+        self._writing = spawn(self._ctx, self._drain())
 
     async def _drain(self) -> None:
-        while self._events and not self._holding:
+        try:
             batch, self._events = self._events, []
             await self._write(batch)
+        finally:
+            self._busy = False
+        if self._events or self._chars:  # more came meanwhile
+            self._soon()
 
     async def _settled(self) -> None:
+        if self._due is not None:
+            self._due.cancel()
+            self._due = None
         if self._writing is not None:
             await asyncio.shield(self._writing)
 
     async def flush(self) -> None:
         """Everything told so far written, now."""
-        self._cut()
         await self._settled()
+        self._cut()
         batch, self._events = self._events, []
         await self._write(batch)
 
@@ -143,8 +147,8 @@ class ProgressWriter:
         """The strategy is over: the write under way ends, and the rest (the last text
         included) is handed over for the run's final transaction."""
         self._holding = True
-        self._cut()
         await self._settled()
+        self._cut()
         rest, self._events = self._events, []
         return rest
 
