@@ -118,6 +118,7 @@ class GenerationService:
             logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per run else
         self.scheduler = self._scheduler()
         self.scheduler.start()
+        self.runtime.generation = self.report  # /v1/status shows it
         self.runtime.hub.subscribe(self._wakeup)
         self._waker = asyncio.create_task(self.dispatcher.run_waker(), name="generation waker")
         self.dispatcher.wake()
@@ -125,6 +126,8 @@ class GenerationService:
 
     async def stop(self) -> None:
         """Stop claiming and scheduling; running jobs get their grace."""
+        if self.runtime.generation == self.report:
+            self.runtime.generation = None
         self.runtime.hub.unsubscribe(self._wakeup)
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
@@ -251,13 +254,18 @@ class GenerationService:
             self.runtime.hub.poke()
 
     def report(self) -> dict[str, Any]:
-        """For status pages: this worker, its running jobs, probes and routing health."""
+        """For ``/v1/status``: this worker, its running jobs, and each configured provider's
+        health (``Health.status``) with its last probe."""
+        now = utcnow()
         return {
             "worker": self.ctx.owner,
             "running": len(self.dispatcher.running),
             "concurrency": self.settings.concurrency,
             "probes": dict(self.probes),
-            "providers": self.router.health.snapshot(),
+            "providers": {
+                name: {**self.router.health.status(name, now), "probe": self.probes.get(name)}
+                for name in sorted(self.router.providers)
+            },
         }
 
 
