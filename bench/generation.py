@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -378,6 +378,7 @@ class Options:
     postgres_url: str | None
     out: Path
     command: str
+    load: float = 0.0  # the 1-minute load average as the runs began
 
 
 def parse_args(argv: Sequence[str]) -> Options:
@@ -431,6 +432,8 @@ def render(overheads: list[Overhead], rates: list[Throughput], options: Options)
         f"- Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
         + (f", PostgreSQL {pg}" if pg else ""),
         f"- Command: `{options.command}`",
+        f"- Load average (1 min, the machine's, other work included): {options.load:.1f} as "
+        f"the runs began, {os.getloadavg()[0]:.1f} as they ended",
         f"- Provider: the local provider behind a wrapper sleeping {LATENCY * 1000:.0f} ms "
         "(overhead) or not at all (throughput); routed, recorded in the spend ledger.",
         "",
@@ -469,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["--worker"]:
         return worker_main(args[1], args[2])
-    options = parse_args(args)
+    options = replace(parse_args(args), load=os.getloadavg()[0])
     with tempfile.TemporaryDirectory(prefix="inftd-bench-generation-") as tmp:
         overheads, rates = measure(options, Path(tmp))
     text = render(overheads, rates, options)
