@@ -174,7 +174,7 @@ class Held:
         self.claimed = claimed
         self._ctx = ctx
         self._id = claimed.id
-        self._taken = False
+        self._taking: asyncio.Future[None] | None = None
         self._recorded = False
         self.events: list[NewEvent] = []
         self.calls: list[CallRecord] = []
@@ -182,10 +182,13 @@ class Held:
             ctx.recorder.hold(claimed.id)
 
     async def take(self) -> None:
-        """The strategy is over: gather what it left."""
-        if self._taken:
-            return
-        self._taken = True
+        """The strategy is over: gather what it left (once; callers at the same time all
+        wait for that one)."""
+        if self._taking is None:
+            self._taking = asyncio.ensure_future(self._take())
+        await asyncio.shield(self._taking)
+
+    async def _take(self) -> None:
         self.events = await self.progress.hold()
         if self._ctx.recorder is not None:
             self.calls = self._ctx.recorder.take(self._id)
