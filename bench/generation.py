@@ -11,11 +11,13 @@ queues them (``queue.create``: limits checked, credits reserved) before the cloc
   ``worker.run_claimed``), with the offline local provider behind a wrapper that sleeps a
   fixed 100 ms before answering. A job's overhead is its wall time from the claim to the
   end of its final transaction, minus the provider's own time (the sleep and composing
-  the text, timed inside the wrapper): p50 and p99.
+  the text, timed inside the wrapper): p50 and p99. Also counted there: the SQL statements
+  and transactions per job (a listener on the engine; connection pings are not statements).
 - throughput: the same provider with no sleep, drained by worker PROCESSES (each one the
   daemon's ``Dispatcher`` with its default concurrency, on the same database): SQLite with
   one, PostgreSQL with one and with two; jobs / seconds from the first process's start to
-  the last one's end.
+  the last one's end, and the CPU time the worker processes used per job (the database
+  server's own CPU is not in it).
 
 The work is checked after each run: every job ``succeeded``, its credits committed once,
 one mint row each; anything else fails the benchmark. The figures are not a pass/fail.
@@ -38,11 +40,11 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import event, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.backfill import cpu_model, postgres_database, postgres_version
@@ -52,13 +54,14 @@ from inftd.daemon.config import Settings
 from inftd.daemon.devnet import PROJECT_ROOT
 from inftd.daemon.embedders import build_embedder
 from inftd.daemon.generation.content import ContentStore
+from inftd.daemon.generation.context import WorkerContext
 from inftd.daemon.generation.dispatcher import Dispatcher
 from inftd.daemon.generation.queue import claim, create
 from inftd.daemon.generation.recorder import DbRecorder
 from inftd.daemon.generation.requests import parse_request
 from inftd.daemon.generation.router import Router
 from inftd.daemon.generation.scheduler import priorities_of, runner_for, worker_name
-from inftd.daemon.generation.worker import Control, WorkerContext, run_claimed
+from inftd.daemon.generation.worker import Control, run_claimed
 from inftd.daemon.providers.base import TextRequest, TextResult
 from inftd.daemon.providers.local import LocalProvider
 from inftd.store import migrate
@@ -101,6 +104,8 @@ class Overhead:
     p50_ms: float
     p99_ms: float
     wall_p50_ms: float
+    statements: float  # per job
+    transactions: float  # per job
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,7 @@ class Throughput:
     workers: int
     jobs: int
     seconds: float
+    cpu_seconds: float  # of the worker processes, together
 
     @property
     def per_second(self) -> float:
@@ -125,7 +131,8 @@ def settings_for(data_dir: Path, url: str) -> Settings:
 
 
 def context(engine: AsyncEngine, settings: Settings, provider: LocalProvider) -> WorkerContext:
-    router = Router({"local": provider}, settings.routing, DbRecorder(engine))
+    recorder = DbRecorder(engine)
+    router = Router({"local": provider}, settings.routing, recorder)
     return WorkerContext(
         engine=engine,
         writer=AgentWriter(engine),
@@ -134,6 +141,7 @@ def context(engine: AsyncEngine, settings: Settings, provider: LocalProvider) ->
         content=ContentStore(settings.content_dir),
         run=runner_for(router),
         owner=worker_name(),
+        recorder=recorder,
     )
 
 
@@ -217,6 +225,25 @@ def database(backend: str, tmp: Path, admin_url: str | None, name: str) -> Itera
 # -- overhead -------------------------------------------------------------------------------
 
 
+@dataclass
+class Counter:
+    """SQL statements and transactions on an engine, while ``on``."""
+
+    on: bool = False
+    statements: int = 0
+    transactions: int = 0
+
+    def watch(self, engine: AsyncEngine) -> None:
+        event.listen(engine.sync_engine, "before_cursor_execute", self._statement)
+        event.listen(engine.sync_engine, "begin", self._begin)
+
+    def _statement(self, *_: Any) -> None:
+        self.statements += self.on
+
+    def _begin(self, *_: Any) -> None:
+        self.transactions += self.on
+
+
 async def overhead(backend: str, url: str, data_dir: Path, jobs: int) -> Overhead:
     await prepare(url, data_dir, jobs + WARMUP)
     engine = create_async(url)
@@ -226,8 +253,11 @@ async def overhead(backend: str, url: str, data_dir: Path, jobs: int) -> Overhea
     priorities = priorities_of(settings)
     walls: list[float] = []
     overheads: list[float] = []
+    counter = Counter()
+    counter.watch(engine)
     try:
         for i in range(jobs + WARMUP):
+            counter.on = i >= WARMUP
             spent, began = provider.spent, time.perf_counter()
             [claimed] = await claim(engine, ctx.owner, 1, settings.generation, priorities)
             outcome = await run_claimed(ctx, claimed, Control())
@@ -241,7 +271,13 @@ async def overhead(backend: str, url: str, data_dir: Path, jobs: int) -> Overhea
         await engine.dispose()
     await check_done(url, jobs + WARMUP)
     return Overhead(
-        backend, jobs, percentile(overheads, 50), percentile(overheads, 99), percentile(walls, 50)
+        backend,
+        jobs,
+        percentile(overheads, 50),
+        percentile(overheads, 99),
+        percentile(walls, 50),
+        counter.statements / jobs,
+        counter.transactions / jobs,
     )
 
 
@@ -253,10 +289,10 @@ def percentile(values: Sequence[float], p: int) -> float:
 # -- throughput: worker processes -----------------------------------------------------------
 
 
-async def drain(url: str, data_dir: Path) -> tuple[float, float, int]:
+async def drain(url: str, data_dir: Path) -> tuple[float, float, int, float]:
     """A worker process's part: the daemon's dispatcher claims and runs jobs until none is
-    queued. Waits for "go" on stdin after setting up; returns its start, end and job count
-    (wall clock, comparable across processes)."""
+    queued. Waits for "go" on stdin after setting up; returns its start, end (wall clock,
+    comparable across processes), job count and CPU seconds."""
     engine = create_async(url)
     settings = settings_for(data_dir, url)
     ctx = context(engine, settings, TimedProvider(0.0))
@@ -267,7 +303,7 @@ async def drain(url: str, data_dir: Path) -> tuple[float, float, int]:
             await conn.scalar(select(func.count()).select_from(Generation))
         print("ready", flush=True)
         await asyncio.to_thread(sys.stdin.readline)
-        began = time.time()
+        began, cpu = time.time(), time.process_time()
         while True:
             started = await dispatcher.dispatch()
             done += started
@@ -278,10 +314,10 @@ async def drain(url: str, data_dir: Path) -> tuple[float, float, int]:
                 break
             elif not started:
                 await asyncio.sleep(0.005)  # the rest is another process's agents, for now
-        ended = time.time()
+        ended, cpu = time.time(), time.process_time() - cpu
     finally:
         await engine.dispose()
-    return began, ended, done
+    return began, ended, done, cpu
 
 
 async def _queued(engine: AsyncEngine) -> int:
@@ -315,7 +351,7 @@ def throughput(backend: str, url: str, data_dir: Path, jobs: int, workers: int) 
     asyncio.run(check_done(url, jobs))
     seconds = max(r["end"] for r in reports) - min(r["start"] for r in reports)
     say(f"  per process: {[r['jobs'] for r in reports]} jobs")
-    return Throughput(backend, workers, jobs, seconds)
+    return Throughput(backend, workers, jobs, seconds, sum(r["cpu"] for r in reports))
 
 
 def _report(process: subprocess.Popen[str]) -> dict[str, Any]:
@@ -327,8 +363,8 @@ def _report(process: subprocess.Popen[str]) -> dict[str, Any]:
 
 
 def worker_main(url: str, data_dir: str) -> int:
-    began, ended, done = asyncio.run(drain(url, Path(data_dir)))
-    print(json.dumps({"start": began, "end": ended, "jobs": done}), flush=True)
+    began, ended, done, cpu = asyncio.run(drain(url, Path(data_dir)))
+    print(json.dumps({"start": began, "end": ended, "jobs": done, "cpu": cpu}), flush=True)
     return 0
 
 
@@ -342,6 +378,7 @@ class Options:
     postgres_url: str | None
     out: Path
     command: str
+    load: float = 0.0  # the 1-minute load average as the runs began
 
 
 def parse_args(argv: Sequence[str]) -> Options:
@@ -395,33 +432,38 @@ def render(overheads: list[Overhead], rates: list[Throughput], options: Options)
         f"- Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
         + (f", PostgreSQL {pg}" if pg else ""),
         f"- Command: `{options.command}`",
+        f"- Load average (1 min, the machine's, other work included): {options.load:.1f} as "
+        f"the runs began, {os.getloadavg()[0]:.1f} as they ended",
         f"- Provider: the local provider behind a wrapper sleeping {LATENCY * 1000:.0f} ms "
         "(overhead) or not at all (throughput); routed, recorded in the spend ledger.",
         "",
         "Overhead: wall time from the claim to the end of the final transaction, minus the "
         "provider's own time; one job at a time.",
         "",
-        "| database | jobs | overhead p50 ms | overhead p99 ms | job wall p50 ms |",
-        "|---|---:|---:|---:|---:|",
+        "| database | jobs | overhead p50 ms | overhead p99 ms | job wall p50 ms "
+        "| SQL statements / job | transactions / job |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for o in overheads:
         lines.append(
-            f"| {o.backend} | {o.jobs} | {o.p50_ms:.1f} | {o.p99_ms:.1f} | {o.wall_p50_ms:.1f} |"
+            f"| {o.backend} | {o.jobs} | {o.p50_ms:.1f} | {o.p99_ms:.1f} | {o.wall_p50_ms:.1f} "
+            f"| {o.statements:.1f} | {o.transactions:.1f} |"
         )
     lines += [
         "",
         "Throughput: zero-latency provider, worker processes on one database (each the "
         "daemon's dispatcher, concurrency 4).",
         "",
-        "| database | worker processes | jobs | seconds | jobs/s | ÷ one process |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| database | worker processes | jobs | seconds | jobs/s | ÷ one process "
+        "| worker CPU ms / job |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     one = {r.backend: r.per_second for r in rates if r.workers == 1}
     for r in rates:
         ratio = r.per_second / one[r.backend]
         lines.append(
             f"| {r.backend} | {r.workers} | {r.jobs} | {r.seconds:.2f} | {r.per_second:.1f} "
-            f"| {ratio:.2f}x |"
+            f"| {ratio:.2f}x | {r.cpu_seconds / r.jobs * 1000:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -430,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["--worker"]:
         return worker_main(args[1], args[2])
-    options = parse_args(args)
+    options = replace(parse_args(args), load=os.getloadavg()[0])
     with tempfile.TemporaryDirectory(prefix="inftd-bench-generation-") as tmp:
         overheads, rates = measure(options, Path(tmp))
     text = render(overheads, rates, options)

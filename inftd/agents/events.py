@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inftd.agents.views import iso
@@ -24,6 +23,9 @@ from inftd.store.models import EventRecord, table_of
 EVENTS_LOCK = 0x1F7D_0001  # advisory lock key that orders event writers on PostgreSQL
 NOTIFY_CHANNEL = "inftd_events"
 BATCH = "inftd.events.batch"  # conn.info key: the events held back by ``batched_events``
+# Run by the events' INSERT before it makes a row (one round trip); the NOTIFY is delivered
+# at commit, whenever it is asked.
+LOCK_AND_NOTIFY = f"SELECT pg_advisory_xact_lock({EVENTS_LOCK}), pg_notify('{NOTIFY_CHANNEL}', '')"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +87,7 @@ async def record_events(conn: AsyncConnection, events: Sequence[NewEvent]) -> No
     if held is not None:
         held.extend(events)
         return
-    if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENTS_LOCK})
+    postgres = conn.dialect.name == "postgresql"
     await insert_many(
         conn,
         table_of(EventRecord),
@@ -94,6 +95,5 @@ async def record_events(conn: AsyncConnection, events: Sequence[NewEvent]) -> No
             {"type": e.type, "token_id": e.token_id, "payload": e.payload, "private": e.private}
             for e in events
         ],
+        first=LOCK_AND_NOTIFY if postgres else None,
     )
-    if conn.dialect.name == "postgresql":
-        await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))

@@ -124,8 +124,10 @@ async def remember(
     source_id: str | None = None,
     *,
     max_per_agent: int = DEFAULT_MAX_PER_AGENT,
+    agent_locked: bool = False,
 ) -> int:
-    """Store one memory in the caller's transaction; returns its id.
+    """Store one memory in the caller's transaction; returns its id. ``agent_locked``: the
+    caller holds the agent's row (``AgentWriter.write``), so it is not looked up again.
 
     Publishes ``memory.added`` (private). Also re-embeds a few memories whose vectors came
     from another embedder (in the same call to the embedder, made before anything is
@@ -133,7 +135,8 @@ async def remember(
     agent has more than ``max_per_agent``.
     """
     text = check_memory(kind, text, importance, source_id)
-    await _require_agent(conn, token_id)
+    if not agent_locked:
+        await _require_agent(conn, token_id)
     stale = await _stale(conn, embedder, token_id, REEMBED_PER_WRITE)
     [vector, *renewed], tag = await embed_many(embedder, [text, *(r.text for r in stale)])
     row = {"token_id": token_id, "kind": kind, "text": text, "importance": importance}

@@ -281,7 +281,7 @@ class GenerationSettings(_Section):
     # The URL clients reach this API at: content URIs (and so minted NFTs) point there.
     # None: URIs are the path alone, /v1/content/<sha256>.
     public_url: str | None = None
-    progress_interval: float = Field(0.05, ge=0, le=60)  # seconds of streamed text per event
+    progress_interval: float = Field(0.05, ge=0, le=60)  # seconds between progress writes
     progress_chars: int = Field(200, ge=1, le=100_000)  # ...or this many characters
     probe_interval: float = Field(300, ge=0, le=86_400)  # provider health probes (0: off)
     learning_interval: float = Field(600, gt=0, le=86_400)  # consolidation of learning

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -45,6 +46,7 @@ class Runtime:
     webhook_counts: Counter[str] = field(default_factory=Counter)
     started_at: float = field(default_factory=time.monotonic)
     process_id: str = field(default_factory=process_id)  # its row in daemon_processes
+    generation: Callable[[], dict[str, Any]] | None = None  # the generation worker's report
     writer: AgentWriter = field(init=False)  # one writer at a time per agent
 
     def __post_init__(self) -> None:

@@ -3,11 +3,19 @@
 Users give plain URLs (``sqlite:///path`` or ``postgresql://...``); the driver for
 synchronous work (migrations, CLI) and for the asyncio daemon is chosen here. Also
 ``insert_many``, the bulk insert of the indexer's backfill.
+
+PostgreSQL connections are pinged before use only when they sat in the pool for
+``IDLE_PING`` seconds or more (a restart or an idle timeout drops those), not on every
+checkout: a busy worker checks a connection out a dozen times per job, and a ping each time
+was a round trip each. A connection that drops while busy fails the one statement it was
+running (SQLAlchemy then replaces every pooled connection made before the drop), and the
+daemon's loops retry at their edges: a claim on the next wake-up, a run by the lease.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,12 +23,16 @@ from typing import Any
 import orjson
 from sqlalchemy import JSON, Column, Dialect, Engine, Table, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from inftd.store.errors import DatabaseUrlError
 
 SQLITE_BUSY_TIMEOUT_MS = 5000  # writers wait this long for the WAL lock before failing
+IDLE_PING = 10.0  # seconds in the pool after which a connection is pinged before its use
+POOL_RECYCLE = 1800  # seconds: connections older than this are replaced at checkout
+IDLE_SINCE = "inftd.idle_since"  # connection record info key: when it went back to the pool
 
 
 def _parse(url: str) -> URL:
@@ -67,20 +79,44 @@ def _on_sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+def ping_when_idle(engine: Engine, idle: float = IDLE_PING) -> None:
+    """Ping a pooled connection before its use if it was idle ``idle`` seconds or more; a
+    dead one is replaced (the pool retries the checkout on ``DisconnectionError``)."""
+
+    def checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info[IDLE_SINCE] = time.monotonic()
+
+    def checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop(IDLE_SINCE, None)
+        if since is None or time.monotonic() - since < idle:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(f"a pooled connection was dropped: {exc}") from exc
+
+    event.listen(engine, "checkin", checkin)
+    event.listen(engine, "checkout", checkout)
+
+
 def create_sync_engine(url: str) -> Engine:
     target = sync_url(url)
     if target.get_backend_name() != "sqlite":
-        return create_engine(target, pool_pre_ping=True)
+        engine = create_engine(target, pool_recycle=POOL_RECYCLE)
+        ping_when_idle(engine)
+        return engine
     _ensure_sqlite_dir(target)
     engine = create_engine(target, poolclass=NullPool)
     event.listen(engine, "connect", _on_sqlite_connect)
     return engine
 
 
-def create_async(url: str) -> AsyncEngine:
+def create_async(url: str, idle_ping: float = IDLE_PING) -> AsyncEngine:
     target = async_url(url)
     if target.get_backend_name() != "sqlite":
-        return create_async_engine(target, pool_pre_ping=True)
+        engine = create_async_engine(target, pool_recycle=POOL_RECYCLE)
+        ping_when_idle(engine.sync_engine, idle_ping)
+        return engine
     _ensure_sqlite_dir(target)
     engine = create_async_engine(target)
     event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
@@ -168,7 +204,9 @@ async def _insert_sqlite(
     return max(result.rowcount, 0)  # sqlite3 sums executemany's changes: skipped rows add 0
 
 
-def _postgres_sql(table: Table, dialect: Dialect, keys: list[str], fixed: list[str]) -> str:
+def _postgres_sql(
+    table: Table, dialect: Dialect, keys: list[str], fixed: list[str], first: str | None
+) -> str:
     def sql_type(name: str) -> str:
         return str(table.c[name].type.compile(dialect=dialect))
 
@@ -183,15 +221,24 @@ def _postgres_sql(table: Table, dialect: Dialect, keys: list[str], fixed: list[s
         f"{a}::{sql_type(k)}" if isinstance(table.c[k].type, JSON) else a
         for a, k in zip(aliases, keys, strict=True)
     ]
-    return (
+    sql = (
         f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
         f"({_names(table, dialect, [*keys, *fixed])}) SELECT {', '.join([*selected, *scalars])} "
         f"FROM unnest({arrays}) AS r({', '.join(aliases)})"
     )
+    if first is None:
+        return sql
+    # Every row comes out of the join with ``first``, so it has run before any row (and
+    # its defaults: a sequence's next value) is made.
+    return f"WITH first AS MATERIALIZED ({first}) {sql} CROSS JOIN first"
 
 
 def _postgres_statement(
-    conn: AsyncConnection, table: Table, columns: Columns, skip_conflicts: bool
+    conn: AsyncConnection,
+    table: Table,
+    columns: Columns,
+    skip_conflicts: bool,
+    first: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     dialect = conn.dialect
     fixed = _batch_defaults(table, list(columns))
@@ -202,7 +249,7 @@ def _postgres_statement(
     for i, (key, value) in enumerate(fixed.items()):
         process = _bind_processor(table.c[key], dialect)
         params[f"f{i}"] = process(value) if process else value
-    sql = _postgres_sql(table, dialect, list(columns), list(fixed))
+    sql = _postgres_sql(table, dialect, list(columns), list(fixed), first)
     if skip_conflicts:
         sql += " ON CONFLICT DO NOTHING"
     return sql, params
@@ -216,7 +263,12 @@ def _row_count(columns: Columns) -> int:
 
 
 async def insert_columns(
-    conn: AsyncConnection, table: Table, columns: Columns, *, skip_conflicts: bool = False
+    conn: AsyncConnection,
+    table: Table,
+    columns: Columns,
+    *,
+    skip_conflicts: bool = False,
+    first: str | None = None,
 ) -> int:
     """INSERT rows given column by column (lists of equal length); returns how many went in.
 
@@ -226,14 +278,17 @@ async def insert_columns(
     SQLAlchemy's per-row work, which dominates a backfill: SQLite gets one prepared
     statement run by ``executemany``, PostgreSQL an ``INSERT ... SELECT FROM unnest(...)``
     over one array per column; JSON is written by orjson. ``skip_conflicts`` adds
-    ON CONFLICT DO NOTHING.
+    ON CONFLICT DO NOTHING. ``first`` (PostgreSQL only): a SELECT of constants run in the
+    same statement before any row is made, such as taking a lock.
     """
     rows = _row_count(columns)
     if not rows:
         return 0
     if conn.dialect.name != "postgresql":
+        if first is not None:
+            raise ValueError("insert_columns(first=...) needs PostgreSQL")
         return await _insert_sqlite(conn, table, columns, rows, skip_conflicts)
-    sql, params = _postgres_statement(conn, table, columns, skip_conflicts)
+    sql, params = _postgres_statement(conn, table, columns, skip_conflicts, first)
     result = await conn.exec_driver_sql(sql, params)
     return max(result.rowcount, 0)  # one statement: its rowcount counts the rows inserted
 
@@ -263,9 +318,10 @@ async def insert_many(
     rows: Sequence[Mapping[str, Any]],
     *,
     skip_conflicts: bool = False,
+    first: str | None = None,
 ) -> int:
     """INSERT ``rows`` (dicts with the same keys) in one statement: ``insert_columns``."""
     if not rows:
         return 0
     columns = {key: [row[key] for row in rows] for key in rows[0]}
-    return await insert_columns(conn, table, columns, skip_conflicts=skip_conflicts)
+    return await insert_columns(conn, table, columns, skip_conflicts=skip_conflicts, first=first)

@@ -2,8 +2,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inftd.store.db import async_url, create_async, create_sync_engine, sqlite_url, sync_url
 from inftd.store.errors import DatabaseUrlError
@@ -38,5 +41,42 @@ async def test_async_sqlite_has_foreign_keys_on(tmp_path: Path) -> None:
         async with engine.connect() as conn:
             assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar_one() == 1
             assert (await conn.execute(text("PRAGMA journal_mode"))).scalar_one() == "wal"
+    finally:
+        await engine.dispose()
+
+
+async def _backend(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+def _terminate(url: str, pid: int) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+@pytest.mark.postgres
+async def test_a_dropped_idle_connection_is_replaced_before_use(postgres_url: str) -> None:
+    engine = create_async(postgres_url, idle_ping=0.0)  # every pooled connection is idle
+    try:
+        dropped = await _backend(engine)
+        _terminate(postgres_url, dropped)
+        assert await _backend(engine) != dropped  # pinged, found dead, replaced: no error
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_busy_connection_is_not_pinged_and_one_drop_costs_one_statement(
+    postgres_url: str,
+) -> None:
+    engine = create_async(postgres_url, idle_ping=3600.0)  # never idle long enough
+    try:
+        dropped = await _backend(engine)
+        _terminate(postgres_url, dropped)
+        with pytest.raises(DBAPIError) as failed:  # not pinged: the drop shows once
+            await _backend(engine)
+        assert failed.value.connection_invalidated
+        assert await _backend(engine) != dropped  # and the pool replaced it
     finally:
         await engine.dispose()

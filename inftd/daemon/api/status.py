@@ -50,6 +50,7 @@ async def status_document(runtime: Runtime) -> dict[str, Any]:
     indexer = report.as_json(head)
     indexer["halted"] = runtime.indexer.stats.halted
     indexer["webhook"] = dict(sorted(runtime.webhook_counts.items()))
+    generation = runtime.generation() if runtime.generation is not None else None
     return {
         "version": inftd.__version__,
         "uptimeSeconds": round(time.monotonic() - runtime.started_at, 3),
@@ -69,7 +70,14 @@ async def status_document(runtime: Runtime) -> dict[str, Any]:
         "processes": cluster["processes"],
         "roles": cluster["roles"],
         "problems": cluster["problems"],
+        # This process's generation worker and its providers; null where none runs.
+        "generation": None if generation is None else _worker(generation),
+        "providers": None if generation is None else generation["providers"],
     }
+
+
+def _worker(report: dict[str, Any]) -> dict[str, Any]:
+    return {key: report[key] for key in ("worker", "running", "concurrency")}
 
 
 class SharedStatus:

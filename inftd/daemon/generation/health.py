@@ -25,6 +25,8 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
 
 from inftd.daemon.config import RoutingSettings
 from inftd.daemon.providers.base import ProviderError
@@ -115,6 +117,22 @@ class Health:
         if error.retry_after is not None:
             backoff = max(backoff, min(error.retry_after, settings.park_seconds))
         return backoff
+
+    def status(self, provider: str, now: datetime) -> dict[str, Any]:
+        """One provider as ``/v1/status`` shows it: healthy (callable now) or cooling down
+        until a moment, the error rate of its last calls, the moving average of its latency
+        per capability (milliseconds), failures in a row and calls in flight."""
+        state = self._state(provider)
+        cooling = self.cooling_for(provider)
+        return {
+            "healthy": cooling == 0,
+            "coolingUntil": (now + timedelta(seconds=cooling)).isoformat() if cooling else None,
+            "errorRate": round(self.error_rate(provider), 3),
+            "recentCalls": len(state.outcomes),
+            "latencyMs": {k: round(v * 1000, 1) for k, v in sorted(state.latency.items())},
+            "failsInARow": state.fails,
+            "inFlight": state.in_flight,
+        }
 
     def snapshot(self) -> dict[str, dict[str, object]]:
         """Each provider's state, for status pages and logs."""

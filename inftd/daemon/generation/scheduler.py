@@ -43,13 +43,13 @@ from inftd.agents.memory import consolidate
 from inftd.agents.usage import RESERVE_PREFIX, SETTLE_PREFIX
 from inftd.daemon.config import GenerationSettings, Settings
 from inftd.daemon.generation.content import ContentStore
+from inftd.daemon.generation.context import JobRunner, WorkerContext, shielded
 from inftd.daemon.generation.dispatcher import Dispatcher, Wakeup
 from inftd.daemon.generation.queue import reap, utcnow
 from inftd.daemon.generation.recorder import CallRecord, DbRecorder
 from inftd.daemon.generation.router import Router
 from inftd.daemon.generation.strategies import run_job
 from inftd.daemon.generation.types import Job, Output, Progress
-from inftd.daemon.generation.worker import JobRunner, WorkerContext, shielded
 from inftd.daemon.providers.base import Provider, ProviderError, TextRequest, complete_text
 from inftd.daemon.providers.factory import open_providers
 from inftd.daemon.runtime import Runtime
@@ -102,6 +102,7 @@ class GenerationService:
             run=run or runner_for(router),
             owner=owner or worker_name(),
             poke=runtime.hub.poke,
+            recorder=router.recorder if isinstance(router.recorder, DbRecorder) else None,
         )
         self.dispatcher = Dispatcher(self.ctx, priorities_of(settings))
         self.dispatcher.on_retry = self.wake_at
@@ -117,6 +118,7 @@ class GenerationService:
             logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per run else
         self.scheduler = self._scheduler()
         self.scheduler.start()
+        self.runtime.generation = self.report  # /v1/status shows it
         self.runtime.hub.subscribe(self._wakeup)
         self._waker = asyncio.create_task(self.dispatcher.run_waker(), name="generation waker")
         self.dispatcher.wake()
@@ -124,6 +126,8 @@ class GenerationService:
 
     async def stop(self) -> None:
         """Stop claiming and scheduling; running jobs get their grace."""
+        if self.runtime.generation == self.report:
+            self.runtime.generation = None
         self.runtime.hub.unsubscribe(self._wakeup)
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
@@ -250,13 +254,18 @@ class GenerationService:
             self.runtime.hub.poke()
 
     def report(self) -> dict[str, Any]:
-        """For status pages: this worker, its running jobs, probes and routing health."""
+        """For ``/v1/status``: this worker, its running jobs, and each configured provider's
+        health (``Health.status``) with its last probe."""
+        now = utcnow()
         return {
             "worker": self.ctx.owner,
             "running": len(self.dispatcher.running),
             "concurrency": self.settings.concurrency,
             "probes": dict(self.probes),
-            "providers": self.router.health.snapshot(),
+            "providers": {
+                name: {**self.router.health.status(name, now), "probe": self.probes.get(name)}
+                for name in sorted(self.router.providers)
+            },
         }
 
 

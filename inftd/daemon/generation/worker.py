@@ -15,13 +15,10 @@ are left, queues the job again after a backoff (``generation.retrying``) with it
 reservation kept. A cancel ends it ``cancelled`` with its credits released. A run whose
 lease was taken over writes nothing: the job is another run's now.
 
-Progress goes to the agent's channel as ``generation.progress`` events, **private** (the
-owner's and the operator's): the prompt is the owner's, and so is the text streaming out of
-it until the generation succeeds, when the content becomes public (``/v1/content``, the
-mint). Streamed text is batched (``progress_interval`` seconds or ``progress_chars``
-characters per event; ``offset`` places each piece), the strategy's rounds, parts and
-provider attempts go as they come (an ``attempt`` voids the text before it). The public
-lifecycle events (queued, started, retrying, succeeded, failed, cancelled) name no prompt.
+Progress goes to the agent's channel as private ``generation.progress`` events, written
+behind the strategy; the last of them and the provider calls the run made are written in
+its final transaction (``progress``). The public lifecycle events (queued, started,
+retrying, succeeded, failed, cancelled) name no prompt.
 """
 
 from __future__ import annotations
@@ -30,15 +27,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
-import orjson
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inftd.agents.collaboration import can_borrow
 from inftd.agents.credits import commit, release, reserve
@@ -56,10 +52,10 @@ from inftd.agents.learning import XP_GENERATION, current_weights, gain_experienc
 from inftd.agents.memory import MAX_QUERY, recall, remember
 from inftd.agents.prompts import PromptRequest, build_prompt
 from inftd.agents.usage import price_of
-from inftd.agents.writer import AgentWriter
-from inftd.daemon.config import Settings
-from inftd.daemon.generation.content import ContentStore, Stored, register
+from inftd.daemon.generation.content import Stored, register
+from inftd.daemon.generation.context import WorkerContext, shielded
 from inftd.daemon.generation.mints import add_mint
+from inftd.daemon.generation.progress import Held, json_safe
 from inftd.daemon.generation.queue import (
     CANCELLED,
     FAILED,
@@ -73,15 +69,11 @@ from inftd.daemon.generation.queue import (
     settle_failure,
     utcnow,
 )
-from inftd.daemon.generation.types import GenerationFailed, Job, Output, Progress
+from inftd.daemon.generation.types import GenerationFailed, Job, Output
 from inftd.store.models import Agent, Generation
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-JobRunner = Callable[
-    [Job, Progress], Coroutine[Any, Any, Output]
-]  # strategies.run_job with a router
 MEMORY_KIND = "generation"
 MEMORY_IMPORTANCE = 0.4  # a plain record of work; feedback on it matters more (0.4-0.7)
 MEMORY_EXCERPT = 300  # characters of a text generation kept in its memory
@@ -91,21 +83,6 @@ SYSTEM = (
 )
 LOST = "lost"  # the outcome of a run whose job is no longer its own
 RETRYING = "retrying"  # the outcome of a run whose job is queued again after a backoff
-
-
-@dataclass
-class WorkerContext:
-    """What a run needs, built once per process (``scheduler.GenerationService``)."""
-
-    engine: AsyncEngine
-    writer: AgentWriter
-    embedder: Embedder
-    settings: Settings
-    content: ContentStore
-    run: JobRunner
-    owner: str  # the lease owner: this process's worker
-    poke: Callable[[], None] = lambda: None  # events were committed: tell the hub
-    finishing: set[asyncio.Task[Any]] = field(default_factory=set)  # shielded final writes
 
 
 @dataclass
@@ -152,44 +129,48 @@ async def run_claimed(ctx: WorkerContext, claimed: Claimed, control: Control) ->
 
 
 async def _run(ctx: WorkerContext, claimed: Claimed, control: Control) -> Outcome:
+    held = Held(ctx, claimed)
+    try:
+        return await _steps(ctx, claimed, control, held)
+    finally:
+        await shielded(ctx, held.write_rest())
+
+
+async def _steps(ctx: WorkerContext, claimed: Claimed, control: Control, held: Held) -> Outcome:
     try:
         if not await shielded(ctx, reserve_at_claim(ctx, claimed)):
             return Outcome(FAILED)
         job, explanation = await build_job(ctx, claimed)
-        output = await _guarded(ctx, claimed, job, control)
-        stored, parts = await _store(ctx, output)
-        finish = finish_success(ctx, claimed, output, stored, parts, explanation)
+        output = await _guarded(ctx, job, control, held)
+        # Independent waits side by side: the content's fsync, the memory's embedding (not
+        # under the agent's lock) and the progress write under way (``held.take``).
+        (stored, parts), memory, _ = await asyncio.gather(
+            _store(ctx, output), _memory_embedder(ctx, _memory_text(claimed, output)), held.take()
+        )
+        finish = finish_success(ctx, claimed, output, stored, parts, explanation, held, memory)
         return await shielded(ctx, finish)
     except Cancelled:
-        return await shielded(ctx, finish_cancelled(ctx, claimed))
+        return await shielded(ctx, finish_cancelled(ctx, claimed, held))
     except LeaseLost:
         return Outcome(LOST)
     except GenerationFailed as exc:
-        failed = finish_failure(ctx, claimed, exc.message, exc.transient, exc.retry_after)
+        failed = finish_failure(ctx, claimed, exc.message, exc.transient, exc.retry_after, held)
         return await shielded(ctx, failed)
     except TimeoutError:
         message = f"timed out after {ctx.settings.generation.job_timeout:g} s"
-        return await shielded(ctx, finish_failure(ctx, claimed, message, True))
+        return await shielded(ctx, finish_failure(ctx, claimed, message, True, None, held))
     except Exception:
         log.exception("generation %s run %d failed unexpectedly", claimed.id, claimed.attempts)
-        return await shielded(ctx, finish_failure(ctx, claimed, "internal error", True))
+        failed = finish_failure(ctx, claimed, "internal error", True, None, held)
+        return await shielded(ctx, failed)
 
 
-async def shielded(ctx: WorkerContext, work: Coroutine[Any, Any, T]) -> T:
-    """Run a write so that cancelling its caller cannot stop it halfway (on SQLite a
-    transaction cut off mid-statement can keep the database's write lock); the task is kept
-    in ``ctx.finishing`` so a stopping worker waits for it."""
-    task = asyncio.create_task(work)
-    ctx.finishing.add(task)
-    task.add_done_callback(ctx.finishing.discard)
-    return await asyncio.shield(task)
-
-
-async def _guarded(ctx: WorkerContext, claimed: Claimed, job: Job, control: Control) -> Output:
+async def _guarded(ctx: WorkerContext, job: Job, control: Control, held: Held) -> Output:
     """The strategy's output, unless the job times out, is cancelled or its lease is lost
-    first (then the strategy is stopped and ``TimeoutError``/``Cancelled``/``LeaseLost``)."""
-    progress = ProgressWriter(ctx, claimed)
-    work = asyncio.create_task(ctx.run(job, progress))
+    first (then the strategy is stopped and ``TimeoutError``/``Cancelled``/``LeaseLost``).
+    What the strategy left is ``held`` for the final transaction."""
+    claimed = held.claimed
+    work = asyncio.create_task(ctx.run(job, held.progress))
     heartbeat = asyncio.create_task(_heartbeat(ctx, claimed, control))
     cancel = asyncio.create_task(control.cancel.wait())
     lost = asyncio.create_task(control.lost.wait())
@@ -205,9 +186,7 @@ async def _guarded(ctx: WorkerContext, claimed: Claimed, job: Job, control: Cont
                 task.cancel()
         await asyncio.gather(work, heartbeat, cancel, lost, return_exceptions=True)
     if work.done() and not work.cancelled():
-        output = work.result()  # raises the strategy's GenerationFailed
-        await progress.flush()
-        return output
+        return work.result()  # raises the strategy's GenerationFailed
     if control.lost.is_set():
         raise LeaseLost
     if control.cancel.is_set():
@@ -235,8 +214,15 @@ async def _heartbeat(ctx: WorkerContext, claimed: Claimed, control: Control) -> 
 # -- before the strategy ------------------------------------------------------------------
 
 
-def _mine(row: Any, owner: str) -> bool:
-    return row is not None and row.status == RUNNING and row.lease_owner == owner
+def _mine(row: Any, claimed: Claimed, owner: str) -> bool:
+    """Still this run's: running, under this worker's lease, in this run (a job reaped and
+    claimed again by the same worker is another run's)."""
+    return (
+        row is not None
+        and row.status == RUNNING
+        and row.lease_owner == owner
+        and row.attempts == claimed.attempts
+    )
 
 
 def _check_prompt(limit: int, prompt: str) -> None:
@@ -253,7 +239,7 @@ async def reserve_at_claim(ctx: WorkerContext, claimed: Claimed) -> bool:
     try:
         async with ctx.writer.write(claimed.token_id) as (conn, agent):
             row = await read_generation(conn, claimed.id)
-            if not _mine(row, ctx.owner):
+            if not _mine(row, claimed, ctx.owner):
                 raise LeaseLost
             limits = ctx.settings.limits_of(agent.package_type)
             quality = str((row.options or {}).get("quality", "standard"))
@@ -336,91 +322,6 @@ async def build_job(ctx: WorkerContext, claimed: Claimed) -> tuple[Job, dict[str
     return job, built.explanation
 
 
-# -- progress -----------------------------------------------------------------------------
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` as plain JSON (what a JSON column and a WebSocket take)."""
-    return orjson.loads(orjson.dumps(value, default=str))
-
-
-@dataclass
-class _Stream:
-    """The text of one stream (a job's, or one part's: the chunks' other fields say)."""
-
-    tags: dict[str, Any]
-    pending: list[str] = field(default_factory=list)
-    offset: int = 0  # characters of this attempt's text sent before the pending ones
-
-
-class ProgressWriter:
-    """The ``Progress`` a run hands its strategy: private ``generation.progress`` events,
-    streamed text batched (see the module docstring). Parts made in parallel stream apart,
-    each with its own offsets; events go out one at a time, in order."""
-
-    def __init__(self, ctx: WorkerContext, claimed: Claimed) -> None:
-        self._ctx = ctx
-        self._claimed = claimed
-        self._streams: dict[bytes, _Stream] = {}
-        self._chars = 0  # pending, in all streams
-        self._last = time.monotonic()
-        self._lock = asyncio.Lock()
-
-    async def __call__(self, stage: str, data: Mapping[str, Any]) -> None:
-        settings = self._ctx.settings.generation
-        if stage == "chunk":
-            piece = str(data.get("text", ""))
-            self._stream({k: v for k, v in data.items() if k != "text"}).pending.append(piece)
-            self._chars += len(piece)
-            waited = time.monotonic() - self._last
-            if self._chars >= settings.progress_chars or waited >= settings.progress_interval:
-                await self.flush()
-            return
-        await self.flush()
-        if stage == "attempt":  # another provider starts over: that stream's text is void
-            for stream in self._streams.values():
-                if all(data.get(k) == v for k, v in stream.tags.items()):
-                    stream.offset = 0
-        async with self._lock:
-            await self._emit({**json_safe(dict(data)), "stage": stage})
-
-    def _stream(self, tags: dict[str, Any]) -> _Stream:
-        tags = json_safe(tags)
-        key = orjson.dumps(tags, option=orjson.OPT_SORT_KEYS)
-        if key not in self._streams:
-            self._streams[key] = _Stream(tags)
-        return self._streams[key]
-
-    async def flush(self) -> None:
-        async with self._lock:
-            for stream in self._streams.values():
-                if not stream.pending:
-                    continue
-                text = "".join(stream.pending)
-                stream.pending.clear()
-                self._chars -= len(text)
-                offset, stream.offset = stream.offset, stream.offset + len(text)
-                chunk = {**stream.tags, "stage": "chunk", "text": text, "offset": offset}
-                await self._emit(chunk)
-
-    async def _emit(self, data: dict[str, Any]) -> None:
-        self._last = time.monotonic()
-        payload = {**data, "id": self._claimed.id, "run": self._claimed.attempts}
-        await shielded(self._ctx, self._write(payload))
-
-    async def _write(self, payload: dict[str, Any]) -> None:
-        claimed = self._claimed
-        try:
-            async with self._ctx.engine.begin() as conn:
-                await record_events(
-                    conn, [event("progress", claimed.token_id, payload, private=True)]
-                )
-        except SQLAlchemyError as exc:  # progress is a courtesy: the job goes on without it
-            log.warning("generation %s: a progress event was lost: %s", claimed.id, exc)
-            return
-        self._ctx.poke()
-
-
 # -- after the strategy -------------------------------------------------------------------
 
 
@@ -436,12 +337,12 @@ class _Known:
 
     def __init__(self, inner: Embedder, text: str, vector: list[float]) -> None:
         self.name = inner.name
+        self.text = text
         self._inner = inner
-        self._text = text
         self._vector = vector
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        if list(texts) == [self._text]:
+        if list(texts) == [self.text]:
             return [self._vector]
         return await self._inner.embed(texts)
 
@@ -457,7 +358,7 @@ def _memory_text(claimed: Claimed, output: Output) -> str:
     return text
 
 
-async def _memory_embedder(ctx: WorkerContext, text: str) -> Embedder | None:
+async def _memory_embedder(ctx: WorkerContext, text: str) -> _Known | None:
     try:
         [vector] = await ctx.embedder.embed([text])
     except Exception as exc:
@@ -491,81 +392,131 @@ async def finish_success(
     stored: Stored,
     parts: Sequence[Stored],
     explanation: Mapping[str, Any],
+    held: Held,
+    memory: _Known | None,
 ) -> Outcome:
-    """The one transaction that ends a successful run (see the module docstring)."""
-    memory = _memory_text(claimed, output)
-    embedder = await _memory_embedder(ctx, memory)
+    """The one transaction that ends a successful run (see the module docstring); the
+    memory's text is embedded already (``memory``; None if that failed)."""
     now = utcnow()
+    finished = _Finished(output, stored, parts, explanation, memory, now)
     try:
         async with ctx.writer.write(claimed.token_id) as (conn, agent):
-            row = await read_generation(conn, claimed.id)
-            if not _mine(row, ctx.owner):
-                return await _not_mine(conn, agent, claimed, row)
-            if row.cancel_requested:  # asked while the last chunk came: the owner said no
-                await settle_failure(conn, agent, row, CANCELLED, None, now)
-                return Outcome(CANCELLED)
-            async with batched_events(conn):  # credits, experience, memory: one write
-                await _succeed(ctx, conn, agent, row, output, stored, parts, now, explanation)
-                if embedder is not None:
-                    await remember(
-                        conn, embedder, agent.token_id, MEMORY_KIND, memory, MEMORY_IMPORTANCE,
-                        row.id, max_per_agent=ctx.settings.memory.max_per_agent,
-                    )  # fmt: skip
-            await add_mint(conn, row.id)
+            outcome = await _success(ctx, conn, agent, claimed, finished, held)
+        held.committed()
     except UnknownAgent:
         return Outcome(LOST)
     finally:
         ctx.poke()
-    return Outcome(SUCCEEDED)
+    return outcome
 
 
-async def _succeed(
+@dataclass(frozen=True)
+class _Finished:
+    """What a successful run made."""
+
+    output: Output
+    stored: Stored
+    parts: Sequence[Stored]
+    explanation: Mapping[str, Any]
+    memory: _Known | None
+    now: datetime
+
+
+async def _success(
     ctx: WorkerContext,
     conn: AsyncConnection,
     agent: Any,
-    row: Any,
-    output: Output,
-    stored: Stored,
-    parts: Sequence[Stored],
-    now: datetime,
-    explanation: Mapping[str, Any],
-) -> None:
-    uri = stored.uri(ctx.settings.generation.public_url)
-    await conn.execute(
+    claimed: Claimed,
+    made: _Finished,
+    held: Held,
+) -> Outcome:
+    row = await _mark_succeeded(ctx, conn, claimed, made)
+    if row is None:  # not this run's any more, or cancelled while the last chunk came
+        return await _not_succeeded(ctx, conn, agent, claimed, held, made.now)
+    uri = made.stored.uri(ctx.settings.generation.public_url)
+    async with batched_events(conn):  # the events go last: one insert, the lock held least
+        await held.record(conn)
+        for piece in (made.stored, *made.parts):
+            await register(conn, piece)
+        if row.credits_reserved > 0:
+            await commit(conn, agent, row.id, row.credits_reserved)
+        await gain_experience(conn, agent, XP_GENERATION, made.now)
+        payload = _succeeded(row, made, uri)
+        await record_events(conn, [event(SUCCEEDED, agent.token_id, payload)])
+        if made.memory is not None:
+            await remember(
+                conn, made.memory, agent.token_id, MEMORY_KIND, made.memory.text,
+                MEMORY_IMPORTANCE, row.id, max_per_agent=ctx.settings.memory.max_per_agent,
+                agent_locked=True,
+            )  # fmt: skip
+        await add_mint(conn, row.id)
+    return Outcome(SUCCEEDED)
+
+
+async def _mark_succeeded(
+    ctx: WorkerContext, conn: AsyncConnection, claimed: Claimed, made: _Finished
+) -> Any:
+    """The row marked succeeded if it is still this run's and no cancel was asked for
+    (read and written in one statement); its id, kind and credits, or None."""
+    output = made.output
+    result = await conn.execute(
         update(Generation)
-        .where(Generation.id == row.id)
+        .where(
+            Generation.id == claimed.id,
+            Generation.status == RUNNING,
+            Generation.lease_owner == ctx.owner,
+            Generation.attempts == claimed.attempts,
+            Generation.cancel_requested.is_not(True),
+        )
         .values(
             status=SUCCEEDED,
-            credits_used=row.credits_reserved,
+            credits_used=Generation.credits_reserved,
             provider=output.provider,
             model=output.model,
             cost_usd=output.usage.cost_usd,
-            content_uri=uri,
-            content_hash=stored.content_hash,
+            content_uri=made.stored.uri(ctx.settings.generation.public_url),
+            content_hash=made.stored.content_hash,
             content_type=output.content_type,
-            detail=_detail(output, row.attempts, explanation),
+            detail=_detail(output, claimed.attempts, made.explanation),
             error=None,
-            finished_at=now,
+            finished_at=made.now,
             lease_expires_at=None,
         )
+        .returning(Generation.id, Generation.kind, Generation.credits_reserved)
     )
-    for piece in (stored, *parts):
-        await register(conn, piece)
-    if row.credits_reserved > 0:
-        await commit(conn, agent, row.id, row.credits_reserved)
-    await gain_experience(conn, agent, XP_GENERATION, now)
-    payload = {
+    return result.first()
+
+
+def _succeeded(row: Any, made: _Finished, uri: str) -> dict[str, Any]:
+    """The public ``generation.succeeded`` payload."""
+    output = made.output
+    return {
         "id": row.id,
         "kind": row.kind,
         "contentUri": uri,
-        "contentHash": stored.content_hash,
+        "contentHash": made.stored.content_hash,
         "contentType": output.content_type,
         "provider": output.provider,
         "model": output.model,
         "creditsUsed": row.credits_reserved,
-        "parts": len(parts),
+        "parts": len(made.parts),
     }
-    await record_events(conn, [event(SUCCEEDED, agent.token_id, payload)])
+
+
+async def _not_succeeded(
+    ctx: WorkerContext,
+    conn: AsyncConnection,
+    agent: Any,
+    claimed: Claimed,
+    held: Held,
+    now: datetime,
+) -> Outcome:
+    row = await read_generation(conn, claimed.id)
+    if not _mine(row, claimed, ctx.owner):
+        return await _not_mine(conn, agent, claimed, row)
+    await held.record(conn)  # the owner said no while the last chunk came
+    await settle_failure(conn, agent, row, CANCELLED, None, now)
+    return Outcome(CANCELLED)
 
 
 async def _not_mine(conn: AsyncConnection, agent: Any, claimed: Claimed, row: Any) -> Outcome:
@@ -583,33 +534,42 @@ async def finish_failure(
     claimed: Claimed,
     message: str,
     transient: bool,
-    retry_after: float | None = None,
+    retry_after: float | None,
+    held: Held,
 ) -> Outcome:
     """Queue the job again after a backoff, or fail it for good releasing its credits."""
     try:
         async with ctx.writer.write(claimed.token_id) as (conn, agent):
             row = await read_generation(conn, claimed.id)
-            if not _mine(row, ctx.owner):
+            if not _mine(row, claimed, ctx.owner):
                 return await _not_mine(conn, agent, claimed, row)
+            await held.record(conn)
             if row.cancel_requested:
                 await settle_failure(conn, agent, row, CANCELLED, None, utcnow())
-                return Outcome(CANCELLED)
-            settings = ctx.settings.generation
-            at = await fail_or_retry(conn, agent, row, settings, message, transient, retry_after)
+                at, status = None, CANCELLED
+            else:
+                settings = ctx.settings.generation
+                at = await fail_or_retry(
+                    conn, agent, row, settings, message, transient, retry_after
+                )
+                status = FAILED if at is None else RETRYING
+        held.committed()
     except UnknownAgent:
         return Outcome(LOST)
     finally:
         ctx.poke()
-    return Outcome(FAILED) if at is None else Outcome(RETRYING, at)
+    return Outcome(status, at)
 
 
-async def finish_cancelled(ctx: WorkerContext, claimed: Claimed) -> Outcome:
+async def finish_cancelled(ctx: WorkerContext, claimed: Claimed, held: Held) -> Outcome:
     try:
         async with ctx.writer.write(claimed.token_id) as (conn, agent):
             row = await read_generation(conn, claimed.id)
-            if not _mine(row, ctx.owner):
+            if not _mine(row, claimed, ctx.owner):
                 return await _not_mine(conn, agent, claimed, row)
+            await held.record(conn)
             await settle_failure(conn, agent, row, CANCELLED, None, utcnow())
+        held.committed()
     except UnknownAgent:
         return Outcome(LOST)
     finally:

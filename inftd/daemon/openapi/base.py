@@ -85,7 +85,8 @@ def _paths_meta() -> dict[str, Any]:
                 "status",
                 "meta",
                 "Chain, indexer, deployment and database status; the processes, their "
-                "roles and heartbeats, and what is unhealthy",
+                "roles and heartbeats, what is unhealthy; this process's generation worker "
+                "and its providers' health",
                 {"200": answer("The status", ref("Status"))},
             )
         },
@@ -541,6 +542,44 @@ def _schemas_common() -> dict[str, Schema]:
                     "description": "what is unhealthy: no live indexer leader, jobs queued "
                     "and no live worker... (empty when healthy)",
                 },
+                "generation": nullable(
+                    obj({"worker": STRING, "running": COUNT, "concurrency": COUNT})
+                ),
+                "providers": nullable(
+                    {
+                        "type": "object",
+                        "additionalProperties": ref("ProviderStatus"),
+                        "description": "This process's providers by name; null when it "
+                        "runs no generation worker. The health is this process's view.",
+                    }
+                ),
+            }
+        ),
+        "ProviderStatus": obj(
+            {
+                "healthy": {"type": "boolean", "description": "May be called now"},
+                "coolingUntil": nullable({"type": "string", "format": "date-time"}),
+                "errorRate": {"type": "number", "minimum": 0, "maximum": 1},
+                "recentCalls": COUNT,
+                "latencyMs": {
+                    "type": "object",
+                    "additionalProperties": {"type": "number", "minimum": 0},
+                    "description": "Moving average of answered calls, by capability",
+                },
+                "failsInARow": COUNT,
+                "inFlight": COUNT,
+                "probe": nullable(
+                    obj(
+                        {
+                            "ok": {"type": "boolean"},
+                            "latencyMs": {"type": "number", "minimum": 0},
+                            "error": STRING,
+                            "checkedAt": {"type": "string", "format": "date-time"},
+                        },
+                        "latencyMs",
+                        "error",
+                    )
+                ),
             }
         ),
         "IndexerStatus": obj(

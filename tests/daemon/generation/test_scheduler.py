@@ -8,7 +8,7 @@ import dataclasses
 import os
 import signal
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,12 @@ from inftd.daemon.generation.queue import claim, utcnow
 from inftd.daemon.generation.recorder import MemoryRecorder
 from inftd.daemon.generation.router import Router
 from inftd.daemon.generation.scheduler import GenerationService, priorities_of
+from inftd.daemon.openapi import openapi_document
 from inftd.daemon.providers.base import Provider
 from inftd.daemon.providers.local import LocalProvider
 from inftd.daemon.providers.openai import OpenAIProvider
 from inftd.daemon.runtime import Runtime
-from inftd.daemon.server import serve
+from inftd.daemon.server import MAX_BODY_BYTES, serve
 from inftd.indexer.deployment import Deployment
 from inftd.store.db import create_async
 from inftd.store.models import Agent, CreditEntry, EventRecord
@@ -49,11 +50,13 @@ from tests.daemon.generation.support import (
 from tests.support.api import api_client, bearer, runtime_of, sign
 from tests.support.contracts import Contracts
 from tests.support.fakes.generation import script_of
+from tests.support.openapi import Spec
 from tests.support.schema import at_head
 
 TEXT = {"kind": "text", "prompt": "a lighthouse at dawn over a quiet harbour"}
 WAIT = 15.0  # seconds a test waits for something that takes milliseconds
 ASLEEP = 3600  # a poll interval no test waits out: only a wake-up can start the job
+SPEC = Spec(openapi_document(MAX_BODY_BYTES))
 
 
 def settings_for(chain: Anvil, tmp_path: Path, database_url: str, **generation: Any) -> Settings:
@@ -349,3 +352,39 @@ async def _until_running(
                 return
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.02)
+
+
+async def test_status_shows_the_worker_and_each_providers_health(
+    chain: Anvil, deployment: Deployment, tmp_path: Path, database_url: str
+) -> None:
+    settings = settings_for(chain, tmp_path, database_url, poll_interval=ASLEEP)
+    cooling = {**ROUTING, "cooldown_base": ASLEEP, "cooldown_max": ASLEEP}  # outlasts the test
+    settings = settings.model_copy(update={"routing": settings.routing.model_copy(update=cooling)})
+    down = OpenAIProvider("sk-x", base_url="http://127.0.0.1:9/v1", timeout=2)
+    async with api_client(settings, deployment) as client:
+        assert (await status_of(client))["providers"] is None  # no worker in this process yet
+        service = service_for(runtime_of(client), {"local": LocalProvider(), "openai": down})
+        await service.start()
+        try:
+            await service.probe()
+            body = await status_of(client)
+        finally:
+            await service.stop()
+            await down.close()
+        after = await status_of(client)
+    SPEC.validate(body, SPEC.doc["components"]["schemas"]["Status"])
+    assert body["generation"] == {"worker": "worker", "running": 0, "concurrency": 4}
+    local, openai = body["providers"]["local"], body["providers"]["openai"]
+    assert (local["healthy"], local["coolingUntil"], local["errorRate"]) == (True, None, 0.0)
+    assert local["latencyMs"]["text"] > 0
+    assert local["probe"]["ok"] is True
+    assert (openai["healthy"], openai["errorRate"], openai["recentCalls"]) == (False, 1.0, 1)
+    assert datetime.fromisoformat(openai["coolingUntil"]) > utcnow()
+    assert (openai["probe"]["ok"], openai["probe"]["error"]) == (False, "unavailable")
+    assert (after["generation"], after["providers"]) == (None, None)  # the worker stopped
+
+
+async def status_of(client: Any) -> Any:
+    response = await client.get("/v1/status")
+    assert response.status == 200
+    return await response.json()

@@ -17,20 +17,15 @@ from inftd.agents.ledger import Balances
 from inftd.agents.memory import remember
 from inftd.agents.writer import AgentWriter
 from inftd.daemon.generation.content import TEXT_TYPE
+from inftd.daemon.generation.context import WorkerContext
 from inftd.daemon.generation.mints import request_key
+from inftd.daemon.generation.progress import Held, ProgressWriter
 from inftd.daemon.generation.queue import cancel, claim, reap, utcnow
 from inftd.daemon.generation.recorder import MemoryRecorder
 from inftd.daemon.generation.router import Router
 from inftd.daemon.generation.scheduler import priorities_of
 from inftd.daemon.generation.types import Job, Output, Progress
-from inftd.daemon.generation.worker import (
-    Control,
-    Outcome,
-    ProgressWriter,
-    WorkerContext,
-    finish_success,
-    run_claimed,
-)
+from inftd.daemon.generation.worker import Control, Outcome, finish_success, run_claimed
 from inftd.daemon.providers.base import Provider
 from inftd.daemon.providers.cloudflare import CloudflareProvider
 from inftd.daemon.providers.openai import OpenAIProvider
@@ -128,7 +123,7 @@ async def test_a_finished_job_is_not_finished_again(
     assert await run_claimed(ctx, claimed, Control()) == Outcome("succeeded")
     output = Output("text", b"again", TEXT_TYPE, "local", "m", _usage(), {})
     stored = await ctx.content.put(output.data, output.content_type)
-    again = await finish_success(ctx, claimed, output, stored, [], {})
+    again = await finish_success(ctx, claimed, output, stored, [], {}, Held(ctx, claimed), None)
     assert again == Outcome("lost")
     assert await entries_of(engine, generation_id) == [("reserve", 1), ("commit", 1)]
     assert await mints_of(engine, generation_id) == 1
