@@ -71,7 +71,8 @@ class DaemonProcess:
         return self.url
 
     def _ready_url(self) -> str:
-        assert self.process is not None and self.process.stdout is not None
+        assert self.process is not None
+        assert self.process.stdout is not None
         with selectors.DefaultSelector() as selector:
             selector.register(self.process.stdout, selectors.EVENT_READ)
             if not selector.select(START_BOUND):

@@ -151,6 +151,12 @@ async def get_json(http: aiohttp.ClientSession, path: str, **kw: Any) -> tuple[i
         return response.status, await response.json()
 
 
+async def agent_of(http: aiohttp.ClientSession, token: int) -> Event:
+    status, agent = await get_json(http, f"/v1/agents/{token}")
+    assert status == 200, agent
+    return dict(agent)
+
+
 async def sign_in(http: aiohttp.ClientSession, account: DevAccount) -> dict[str, str]:
     """Through the real routes: a nonce, the account's personal_sign, the login."""
     status, nonce = await get_json(http, "/v1/auth/nonce", params={"address": account.address})
@@ -169,11 +175,10 @@ async def agent_appears(http: aiohttp.ClientSession, firehose: Socket, token: in
         firehose, lambda e: e["event"] == "agent.created" and e["tokenId"] == token
     )
     assert created[-1]["tokenId"] == token
-    status, agent = await get_json(http, f"/v1/agents/{token}")
-    assert status == 200, agent
+    agent = await agent_of(http, token)
     assert (agent["owner"].lower(), agent["totalCredits"]) == (BUYER.address.lower(), 100)
     assert agent["availableCredits"] == 100
-    return dict(agent)
+    return agent
 
 
 async def followed(ws: Socket, generation_id: str) -> list[Event]:
@@ -197,7 +202,8 @@ async def content_checked(http: aiohttp.ClientSession, generation: Event) -> byt
         assert response.status == 200
         assert response.content_type == "image/png"
         body = await response.read()
-    assert body.startswith(PNG_MAGIC) and b"IEND" in body[-12:]
+    assert body.startswith(PNG_MAGIC)
+    assert b"IEND" in body[-12:]
     assert hashlib.sha256(body).hexdigest() == digest
     return body
 
@@ -309,7 +315,7 @@ async def whole_loop(
     owner = await sign_in(http, BUYER)
     first = await one_generation(http, contracts, owner, token, ask, "a lighthouse at dusk")
     assert first["detail"]["prompt"]["styles"] == []
-    status, agent = await get_json(http, f"/v1/agents/{token}")
+    agent = await agent_of(http, token)
     shown = agent["generatedContent"][0]
     assert (shown["id"], shown["contentHash"]) == (first["id"], first["contentHash"])
     credits_add_up(agent, first["creditsUsed"])
@@ -320,7 +326,7 @@ async def whole_loop(
     third = await one_generation(http, contracts, owner, token, ask, "a train in the hills")
     learned = third["detail"]["prompt"]["styles"]
     assert [(s["value"], s["source"]) for s in learned] == [("noir", "learned")]
-    status, agent = await get_json(http, f"/v1/agents/{token}")
+    agent = await agent_of(http, token)
     spent = sum(g["creditsUsed"] for g in (first, second, third))
     credits_add_up(agent, spent)
     assert len(agent["learningData"]) == 2
