@@ -15,12 +15,15 @@ import selectors
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 START_BOUND = 60.0  # seconds for the API line to appear: a failure bound, not a speed
 STOP_BOUND = 30.0  # seconds a SIGTERMed daemon gets before it is killed
+SUPERVISOR_ATTEMPTS = 10  # starts in a row before a supervisor gives up
+SUPERVISOR_PAUSE = 1.0  # seconds between them
 READY = re.compile(r"inftd API on (http://\S+)")
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -147,6 +150,20 @@ class DaemonSet:
     @property
     def kills(self) -> int:
         return sum(d.kills for d in self.daemons)
+
+    def revive(self, index: int, attempts: int = SUPERVISOR_ATTEMPTS) -> int:
+        """Start a stopped daemon as a supervisor would: again after a failed start (one
+        that met a faulty RPC, say); the failed starts. Raises after ``attempts``."""
+        failed = 0
+        while True:
+            try:
+                self.daemons[index].start()
+                return failed
+            except DaemonError:
+                failed += 1
+                if failed >= attempts:
+                    raise
+                time.sleep(SUPERVISOR_PAUSE)
 
     def __enter__(self) -> DaemonSet:
         self.start()
