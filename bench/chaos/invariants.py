@@ -9,8 +9,8 @@ chain and a database, after a chaos run has gone quiet.
    indexed from scratch): the same agents, chain events and chain-requested generations.
 4. Every succeeded generation minted exactly once on chain (``GenerationMinted`` with its
    ``requestKey``), its mint row confirmed with that NFT; no NFT for anything else.
-7. Every generation the API accepted (202) exists and is finished; only a reorg that took
-   its agent away may remove it.
+7. Every generation the API accepted (202) exists and is finished (only a reorg that took
+   its agent away may remove it); every other generation (on-chain requests) is finished.
 
 ``check`` returns every violation found and how many checks each invariant made, so a
 run that checked nothing is visible as such.
@@ -207,6 +207,9 @@ def accepted_kept(
             found.expect(7, gone, f"accepted generation {gid} of agent {token_id} is lost")
             continue
         found.expect(7, row.status in FINAL, f"accepted generation {gid} is still {row.status}")
+    for gid, row in db.generations.items():  # the chain's requests too: none left behind
+        if gid not in accepted:
+            found.expect(7, row.status in FINAL, f"{row.source} generation {gid} is {row.status}")
 
 
 def check(

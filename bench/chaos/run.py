@@ -79,7 +79,7 @@ async def counts(engine: AsyncEngine) -> tuple[Counter[str], Counter[str]]:
             select(Generation.status, func.count()).group_by(Generation.status)
         )
         mints = await conn.execute(select(Mint.status, func.count()).group_by(Mint.status))
-        return Counter(dict(generations.tuples().all())), Counter(dict(mints.tuples().all()))
+        return Counter({s: n for s, n in generations}), Counter({s: n for s, n in mints})
 
 
 async def _caught_up(http: aiohttp.ClientSession, world: World, head: int) -> bool:
