@@ -55,10 +55,12 @@ class Chain:
         self.w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}))
         self.deployment = deployment
         self.package = self.w3.eth.contract(
-            deployment.package_address, abi=load_artifact("INFTPackage").abi
+            Web3.to_checksum_address(deployment.package_address),
+            abi=load_artifact("INFTPackage").abi,
         )
         self.generation = self.w3.eth.contract(
-            deployment.generation_address, abi=load_artifact("GenerationNFT").abi
+            Web3.to_checksum_address(deployment.generation_address),
+            abi=load_artifact("GenerationNFT").abi,
         )
 
     # -- the workload's transactions (Anvil's unlocked accounts) ----------------------------

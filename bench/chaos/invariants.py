@@ -191,8 +191,8 @@ def minted_once(found: Findings, db: Snapshot, chain: ChainFacts) -> None:
         found.expect(4, state == want, f"generation {gid}: mint row {state}, chain {want}")
     for key, count in chain.minted.items():
         found.expect(4, count == 1, f"requestKey {key} minted {count} times")
-        gid = keys.get(key)
-        ok = gid is not None and db.generations[gid].status == "succeeded"
+        owner = keys.get(key)
+        ok = owner is not None and db.generations[owner].status == "succeeded"
         found.expect(4, ok, f"requestKey {key} minted, but no succeeded generation has it")
 
 

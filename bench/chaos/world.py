@@ -19,17 +19,15 @@ from aiohttp import web
 from eth_account import Account
 
 from bench.chaos.daemons import DaemonProcess, DaemonSet
-from inftd.daemon.config import DEFAULT_PACKAGES
-from inftd.daemon.deploy import account_from_key, deploy_contracts
-from inftd.daemon.devnet import DEPLOYER, MINTER, Anvil, DevAccount
+from inftd.daemon.devnet import MINTER, Anvil, DevAccount
 from inftd.indexer.deployment import Deployment
 from inftd.store import migrate
 from inftd.store.db import sqlite_url
+from tests.support.contracts import deploy_dev
 from tests.support.fakes import gemini, openai
 from tests.support.fakes.server import Fake, serve
 from tests.support.faultproxy import FaultProxy
 
-CREDIT_PRICE_WEI = 10**14
 MNEMONIC = "test test test test test test test test test test test junk"  # Anvil's, public
 USER_INDEXES = (1, 2, 4, 5, 6, 7, 8, 9)  # 0 deploys, 3 is the relayer's minter key
 OPENAI_KEY = "sk-chaos"
@@ -117,18 +115,6 @@ class World:
     users: list[DevAccount]
 
 
-def deploy(chain: Anvil) -> Deployment:
-    return deploy_contracts(
-        chain.url,
-        account_from_key(DEPLOYER.key, "deployer"),
-        minter=MINTER.address,
-        operator=DEPLOYER.address,
-        packages=DEFAULT_PACKAGES,
-        credit_price_wei=CREDIT_PRICE_WEI,
-        progress=lambda line: None,
-    )
-
-
 def daemon_env(
     proxy_url: str, database_url: str, deployment_file: Path, providers: Providers
 ) -> dict[str, str]:
@@ -161,7 +147,7 @@ async def open_world(
     database_url = database_url or sqlite_url(work_dir / "inftd.db")
     async with AsyncExitStack() as stack:
         chain = stack.enter_context(Anvil(log_file=work_dir / "anvil.log"))
-        deployment = await asyncio.to_thread(deploy, chain)
+        deployment = await asyncio.to_thread(deploy_dev, chain.url)
         deployment_file = work_dir / "deployment.json"
         deployment.write(deployment_file)
         await asyncio.to_thread(migrate.upgrade, database_url)

@@ -24,9 +24,7 @@ import pytest
 from sqlalchemy import select
 
 from bench.chaos.daemons import DaemonProcess
-from inftd.daemon.config import DEFAULT_PACKAGES
-from inftd.daemon.deploy import account_from_key, deploy_contracts
-from inftd.daemon.devnet import BUYER, DEPLOYER, MINTER, Anvil, DevAccount, rpc_call
+from inftd.daemon.devnet import BUYER, MINTER, Anvil, DevAccount, rpc_call
 from inftd.daemon.generation.mints import request_key
 from inftd.indexer.deployment import Deployment
 from inftd.indexer.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
@@ -34,7 +32,7 @@ from inftd.store import migrate
 from inftd.store.db import create_async, sqlite_url
 from inftd.store.models import ChainEvent
 from tests.support.api import bearer, sign
-from tests.support.contracts import CREDIT_PRICE_WEI, Contracts
+from tests.support.contracts import Contracts, deploy_dev
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -62,15 +60,7 @@ def e2e_chain() -> Iterator[tuple[Anvil, Deployment]]:
     """A chain of this module's own: the shared session chain is reverted between tests,
     which a daemon living across tests would see as a reorg."""
     with Anvil() as chain:
-        deployment = deploy_contracts(
-            chain.url,
-            account_from_key(DEPLOYER.key, "deployer"),
-            minter=MINTER.address,
-            operator=DEPLOYER.address,
-            packages=DEFAULT_PACKAGES,
-            credit_price_wei=CREDIT_PRICE_WEI,
-            progress=lambda line: None,
-        )
+        deployment = deploy_dev(chain.url)
         yield chain, deployment
 
 
@@ -335,26 +325,28 @@ async def whole_loop(
 # -- the three ways in --------------------------------------------------------------------
 
 
+FIREHOSE = {"Authorization": f"Bearer {OPERATOR_KEY}"}
+
+
+async def bought_and_used(daemon: DaemonProcess, contracts: Contracts, ask: Ask) -> None:
+    """A purchase polled by the indexer, then the whole loop with ``ask``."""
+    async with aiohttp.ClientSession(daemon.url) as http:
+        async with http.ws_connect("/v1/ws", headers=FIREHOSE) as firehose:
+            token = contracts.buy(0, BUYER.address)
+            await agent_appears(http, firehose, token)
+        await whole_loop(http, contracts, token, ask)
+
+
 async def test_bought_agent_generates_by_api_mints_and_learns(
     daemon: DaemonProcess, contracts: Contracts
 ) -> None:
-    firehose_auth = {"Authorization": f"Bearer {OPERATOR_KEY}"}
-    async with aiohttp.ClientSession(daemon.url) as http:
-        async with http.ws_connect("/v1/ws", headers=firehose_auth) as firehose:
-            token = contracts.buy(0, BUYER.address)
-            await agent_appears(http, firehose, token)
-        await whole_loop(http, contracts, token, ask_by_api)
+    await bought_and_used(daemon, contracts, ask_by_api)
 
 
 async def test_generation_requested_on_chain_runs_mints_and_learns(
     daemon: DaemonProcess, contracts: Contracts
 ) -> None:
-    firehose_auth = {"Authorization": f"Bearer {OPERATOR_KEY}"}
-    async with aiohttp.ClientSession(daemon.url) as http:
-        async with http.ws_connect("/v1/ws", headers=firehose_auth) as firehose:
-            token = contracts.buy(0, BUYER.address)
-            await agent_appears(http, firehose, token)
-        await whole_loop(http, contracts, token, ask_on_chain(contracts))
+    await bought_and_used(daemon, contracts, ask_on_chain(contracts))
 
 
 def purchase_logs(chain: Anvil, deployment: Deployment, block: int) -> list[dict[str, Any]]:
@@ -403,8 +395,7 @@ async def test_purchase_pushed_by_webhook_reaches_an_idle_indexer_and_the_loop_r
             token = contracts.buy(0, BUYER.address)
             await asyncio.sleep(1.0)  # time the indexer would need, were it polling
             assert (await get_json(http, f"/v1/agents/{token}"))[0] == 404
-            firehose_auth = {"Authorization": f"Bearer {OPERATOR_KEY}"}
-            async with http.ws_connect("/v1/ws", headers=firehose_auth) as firehose:
+            async with http.ws_connect("/v1/ws", headers=FIREHOSE) as firehose:
                 result = await push_logs(http, purchase_logs(chain, deployment, contracts.head()))
                 assert (result["accepted"], result["rejected"]) == (2, 0), result
                 await agent_appears(http, firehose, token)
