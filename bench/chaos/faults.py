@@ -9,11 +9,13 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
+from bench.chaos.daemons import SUPERVISOR_ATTEMPTS, DaemonError
 from bench.chaos.world import World
 from inftd.daemon.devnet import rpc_call
 from tests.support.fakes.generation import Fault, script_of
 
 RPC_KINDS = ("429", "500", "502", "stall", "truncate", "garbage", "reset")
+MAX_QUEUED = 6  # RPC faults waiting in the proxy at most
 MAX_REORG_DEPTH = 48  # blocks: well inside the daemons' reorg window (see world.py)
 
 
@@ -35,11 +37,16 @@ async def kills(world: World, stop: asyncio.Event, rng: random.Random, s: Strike
     daemons = world.daemons
     while not await _pause(stop, rng.uniform(3.0, 8.0)):
         index = rng.randrange(len(daemons.daemons))
+        if not daemons.daemons[index].alive:
+            continue  # still down after failed starts: calm() brings it back at the end
         daemons.kill(index)
         s.kills += 1
         await asyncio.sleep(rng.uniform(0.0, 1.5))
-        s.failed_starts += await asyncio.to_thread(daemons.revive, index)
-        s.restarts += 1
+        try:
+            s.failed_starts += await asyncio.to_thread(daemons.revive, index)
+            s.restarts += 1
+        except DaemonError:
+            s.failed_starts += SUPERVISOR_ATTEMPTS
 
 
 def _head(url: str) -> int:
@@ -70,6 +77,8 @@ async def reorgs(world: World, stop: asyncio.Event, rng: random.Random, s: Strik
 async def rpc_faults(world: World, stop: asyncio.Event, rng: random.Random, s: Strikes) -> None:
     """Bursts of one kind of fault on top of the proxy's steady random rate."""
     while not await _pause(stop, rng.uniform(1.0, 4.0)):
+        if world.proxy.queued >= MAX_QUEUED:
+            continue  # no daemon is reading (killed): faults would pile up for its start
         kind = rng.choice(RPC_KINDS)
         count = rng.randint(1, 6)
         world.proxy.fail_next(count, kind, retry_after=1, seconds=rng.uniform(0.2, 2.0))
