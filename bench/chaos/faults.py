@@ -15,7 +15,7 @@ from inftd.daemon.devnet import rpc_call
 from tests.support.fakes.generation import Fault, script_of
 
 RPC_KINDS = ("429", "500", "502", "stall", "truncate", "garbage", "reset")
-MAX_QUEUED = 6  # RPC faults waiting in the proxy at most
+MAX_QUEUED = 3  # RPC faults waiting in the proxy at most: fewer than a start's RPC tries
 MAX_REORG_DEPTH = 48  # blocks: well inside the daemons' reorg window (see world.py)
 
 
@@ -80,7 +80,7 @@ async def rpc_faults(world: World, stop: asyncio.Event, rng: random.Random, s: S
         if world.proxy.queued >= MAX_QUEUED:
             continue  # no daemon is reading (killed): faults would pile up for its start
         kind = rng.choice(RPC_KINDS)
-        count = rng.randint(1, 6)
+        count = rng.randint(1, MAX_QUEUED)
         world.proxy.fail_next(count, kind, retry_after=1, seconds=rng.uniform(0.2, 2.0))
         s.rpc_bursts[kind] += count
 
