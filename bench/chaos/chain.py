@@ -42,6 +42,8 @@ class ChainFacts:
     minted: Counter[str] = field(default_factory=Counter)  # requestKey -> GenerationMinted
     minted_nft: dict[str, int] = field(default_factory=dict)  # requestKey -> NFT token id
     requests: set[int] = field(default_factory=set)  # GenerationRequested request ids
+    stale_logs: int = 0  # logs the node returned from blocks no longer on the chain
+    hashes: dict[int, bytes] = field(default_factory=dict)  # block number -> canonical hash
 
     def credits(self, token_id: int) -> int:
         """What the events grant the token: its purchase plus its top-ups."""
@@ -105,20 +107,36 @@ class Chain:
 
     # -- the facts --------------------------------------------------------------------------
 
+    def _canonical(self, logs: Any, found: ChainFacts) -> list[Any]:
+        """The logs whose block is on the chain: a node may answer a range with logs of a
+        block a reorg removed (seen with Anvil after evm_revert); those are counted."""
+        kept = []
+        for log in logs:
+            number = log["blockNumber"]
+            if number not in found.hashes:
+                found.hashes[number] = bytes(self.w3.eth.get_block(number)["hash"])
+            if bytes(log["blockHash"]) == found.hashes[number]:
+                kept.append(log)
+            else:
+                found.stale_logs += 1
+        return kept
+
     def facts(self) -> ChainFacts:
         head = int(self.w3.eth.block_number)
         span = {"from_block": self.deployment.deploy_block, "to_block": head}
         found = ChainFacts(head)
-        for log in self.package.events.PackagePurchased.get_logs(**span):
+        events = self.package.events
+        for log in self._canonical(events.PackagePurchased.get_logs(**span), found):
             a = log["args"]
             found.purchases[a["tokenId"]] = Purchase(
                 a["tokenId"], a["buyer"], a["packageType"], a["credits"]
             )
-        for log in self.package.events.CreditsAdded.get_logs(**span):
+        for log in self._canonical(events.CreditsAdded.get_logs(**span), found):
             found.topups[log["args"]["tokenId"]] += log["args"]["credits"]
-        for log in self.package.events.GenerationRequested.get_logs(**span):
+        for log in self._canonical(events.GenerationRequested.get_logs(**span), found):
             found.requests.add(log["args"]["requestId"])
-        for log in self.generation.events.GenerationMinted.get_logs(**span):
+        minted = self.generation.events.GenerationMinted.get_logs(**span)
+        for log in self._canonical(minted, found):
             key = "0x" + bytes(log["args"]["requestKey"]).hex()
             found.minted[key] += 1
             found.minted_nft[key] = log["args"]["tokenId"]

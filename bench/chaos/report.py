@@ -30,7 +30,8 @@ def render(report: Report, elapsed: float) -> str:
         f"rpc faults   {sum(report.rpc_faults.values())} injected ({_counts(report.rpc_faults)})",
         f"provider     {sum(s.provider.values())} faults scripted ({_counts(s.provider)})",
         f"settled      {'yes' if report.settled else 'NO'} after {report.settle_seconds:.1f} s",
-        f"chain        head {report.head}, {report.agents} packages",
+        f"chain        head {report.head}, {report.agents} packages; {report.stale_logs} logs of "
+        "removed blocks in the node's eth_getLogs answers (left out of the facts)",
         f"generations  {_counts(report.generations)}",
         f"mints        {_counts(report.mints)}",
         "checks       "

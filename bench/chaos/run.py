@@ -58,6 +58,7 @@ class Report:
     mints: Counter[str] = field(default_factory=Counter)
     agents: int = 0
     head: int = 0
+    stale_logs: int = 0  # eth_getLogs answers from removed blocks (see chain.Chain.facts)
     findings: Findings = field(default_factory=Findings)
 
     @property
@@ -206,4 +207,5 @@ async def chaos(options: Options) -> AsyncIterator[tuple[World, Report]]:
             await engine.dispose()
         report.findings, facts = await verify(world, world.database_url, report.tally.accepted)
         report.agents, report.head = len(facts.purchases), facts.head
+        report.stale_logs = facts.stale_logs
         yield world, report
