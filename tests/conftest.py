@@ -12,11 +12,10 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from inftd.daemon.config import DEFAULT_PACKAGES
-from inftd.daemon.deploy import account_from_key, deploy_contracts
-from inftd.daemon.devnet import DEPLOYER, MINTER, Anvil, rpc_call
+from inftd.daemon.devnet import Anvil, rpc_call
 from inftd.indexer.deployment import Deployment
 from inftd.store.db import sqlite_url
+from tests.support.contracts import deploy_dev
 
 POSTGRES_ENV = "INFTD_TEST_POSTGRES_URL"
 CREDIT_PRICE_WEI = 10**14
@@ -30,15 +29,7 @@ def anvil() -> Iterator[Anvil]:
 
 @pytest.fixture(scope="session")
 def deployment(anvil: Anvil) -> Deployment:
-    return deploy_contracts(
-        anvil.url,
-        account_from_key(DEPLOYER.key, "deployer"),
-        minter=MINTER.address,
-        operator=DEPLOYER.address,
-        packages=DEFAULT_PACKAGES,
-        credit_price_wei=CREDIT_PRICE_WEI,
-        progress=lambda line: None,
-    )
+    return deploy_dev(anvil.url)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from inftd.indexer.events import StoredMeanwhile, any_stored, drop_unseen, store
 from inftd.indexer.heads import watch_new_heads
 from inftd.indexer.projections import ApplyResult, apply_confirmed
 from inftd.indexer.ranges import AdaptiveRange, fetch_logs_in_order, log_position
-from inftd.indexer.reorg import rollback_to
+from inftd.indexer.reorg import rollback_to, unmine_unseen
 from inftd.indexer.rpc import BlockRef, ChainRpc, RpcError
 from inftd.store.models import BlockWindow, SyncCursor, table_of
 from inftd.store.sql import insert_ignore
@@ -279,11 +279,13 @@ class Indexer:
                 result = await apply_confirmed(conn, self.chain_id, first - 1)  # older first
                 new = await apply_new(conn, self.chain_id, raw, self.decoder)
                 result.add(new)
+                await unmine_unseen(conn, first, last)
                 return new.direct, result
             logs = self._decode(raw)
             # Before the insert, so it looks at the rows stored earlier only (all it may drop).
             await drop_unseen(conn, first, last, {log.key for log in logs})
             stored = await store_logs(conn, self.chain_id, logs, "poll")
+            await unmine_unseen(conn, first, last)
             return stored, await apply_confirmed(conn, self.chain_id, min(last, confirmed))
 
     def _decode(self, raw: list[dict[str, Any]]) -> list[ChainLog]:

@@ -51,9 +51,11 @@ AGENTS = table_of(Agent)
 EVENTS = table_of(ChainEvent)
 
 
-def chain_generation_id(chain_id: int, request_id: int) -> str:
-    """The same on-chain request always maps to the same generation id."""
-    return str(uuid.uuid5(GENERATION_NAMESPACE, f"{chain_id}:{request_id}"))
+def chain_generation_id(chain_id: int, request_id: int, tx_hash: str) -> str:
+    """The same on-chain request always maps to the same generation id, also re-included
+    in another block after a reorg (its transaction hash stays). The request id alone is
+    not enough: on a new branch the contract hands the same id to another request."""
+    return str(uuid.uuid5(GENERATION_NAMESPACE, f"{chain_id}:{request_id}:{tx_hash.lower()}"))
 
 
 @dataclass
@@ -182,7 +184,7 @@ class Plan:
         request_id = int(args["requestId"])
         self.generations.append(
             {
-                "id": chain_generation_id(self.chain_id, request_id),
+                "id": chain_generation_id(self.chain_id, request_id, event.tx_hash),
                 "token_id": token,
                 "kind": GENERATION_KINDS.get(int(args["kind"]), "text"),
                 "prompt": args["prompt"],

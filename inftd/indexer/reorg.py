@@ -20,6 +20,7 @@ from inftd.agents.ledger import refresh_balances
 from inftd.store.models import Agent, BlockWindow, ChainEvent, Mint, table_of
 
 OWNER_EVENTS = ("PackagePurchased", "Transfer")
+UNMINED = {"status": "sent", "block_number": None, "nft_token_id": None}  # for the relayer
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,7 @@ async def rollback_to(conn: AsyncConnection, ancestor: int) -> Rollback:
         await _recompute_metadata(conn, token_id)
         await refresh_balances(conn, token_id)
     await conn.execute(
-        update(table_of(Mint))
-        .where(table_of(Mint).c.block_number > ancestor)
-        .values(status="sent", block_number=None, nft_token_id=None)
+        update(table_of(Mint)).where(table_of(Mint).c.block_number > ancestor).values(**UNMINED)
     )
     await conn.execute(delete(table_of(BlockWindow)).where(BlockWindow.number > ancestor))
     await record_events(
@@ -111,3 +110,26 @@ async def _recompute_metadata(conn: AsyncConnection, token_id: int) -> None:
         .where(table_of(Agent).c.token_id == token_id)
         .values(agent_metadata=metadata)
     )
+
+
+async def unmine_unseen(conn: AsyncConnection, first: int, last: int) -> int:
+    """Mints the relayer saw mined in blocks [first, last] that the canonical blocks just
+    written do not mint: the receipt came from a block a reorg replaced before the indexer
+    reached it, so no rollback covers it. They go back to the relayer (``sent``); how many."""
+    events = await conn.scalars(
+        select(ChainEvent.args).where(
+            ChainEvent.name == "GenerationMinted", ChainEvent.block_number.between(first, last)
+        )
+    )
+    minted = {args["requestKey"] for args in events}
+    claimed = await conn.execute(
+        select(Mint.generation_id, Mint.request_key).where(
+            Mint.block_number.between(first, last), Mint.status.in_(("mined", "confirmed"))
+        )
+    )
+    gone = [row.generation_id for row in claimed if row.request_key not in minted]
+    if gone:
+        await conn.execute(
+            update(table_of(Mint)).where(table_of(Mint).c.generation_id.in_(gone)).values(**UNMINED)
+        )
+    return len(gone)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -222,3 +224,44 @@ async def test_generation_minted_confirms_the_matching_mint(
         nft,
         contracts.head(),
     )
+
+
+async def test_a_request_id_reused_after_a_reorg_is_another_generation(
+    contracts: Contracts, make_indexer: MakeIndexer, engine: AsyncEngine
+) -> None:
+    """The contract's request counter starts again on the new branch: request 1 there is
+    another request, so it gets another generation id (its own credits entries and mint
+    key); the dropped transaction re-included is the same request and keeps its id
+    (found by bench.chaos: a new request ran free on the dropped one's ledger entries)."""
+    token = contracts.buy(0)
+    indexer = make_indexer(window=16)
+    await indexer.sync_once()
+    fork = contracts.snapshot()
+    first = contracts.request(token, "a lighthouse at dusk")
+    signed = contracts.raw_transaction()
+    await indexer.sync_once()
+    dropped = await _generation_of(engine, first)
+
+    contracts.revert(fork)
+    fork = contracts.snapshot()  # a snapshot is spent by its revert
+    contracts.mine(2)
+    other = contracts.request(token, "a fox in the snow")
+    assert other == first  # the same request id, another request
+    await indexer.sync_once()
+    assert (await _generation_of(engine, other)).id != dropped.id
+
+    contracts.revert(fork)
+    contracts.mine(4)
+    contracts.w3.eth.send_raw_transaction(signed)  # the first request, re-included
+    contracts.mine(1)
+    await indexer.sync_once()
+    again = await _generation_of(engine, first)
+    assert (again.id, again.prompt) == (dropped.id, "a lighthouse at dusk")
+
+
+async def _generation_of(engine: AsyncEngine, request_id: int) -> Any:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(select(Generation).where(Generation.chain_request_id == request_id))
+        ).one()
+    return row

@@ -8,11 +8,26 @@ from web3 import Web3
 from web3.types import TxReceipt
 
 from inftd.daemon.config import DEFAULT_PACKAGES
-from inftd.daemon.devnet import BUYER, FRIEND, MINTER, rpc_call
+from inftd.daemon.deploy import account_from_key, deploy_contracts
+from inftd.daemon.devnet import BUYER, DEPLOYER, FRIEND, MINTER, rpc_call
 from inftd.indexer.abi import load_artifact
 from inftd.indexer.deployment import Deployment
 
 CREDIT_PRICE_WEI = 10**14
+
+
+def deploy_dev(url: str) -> Deployment:
+    """The contracts on a local chain as the tests use them: Anvil's deployer deploys and
+    operates, its minter account mints, the default packages, quietly."""
+    return deploy_contracts(
+        url,
+        account_from_key(DEPLOYER.key, "deployer"),
+        minter=MINTER.address,
+        operator=DEPLOYER.address,
+        packages=DEFAULT_PACKAGES,
+        credit_price_wei=CREDIT_PRICE_WEI,
+        progress=lambda line: None,
+    )
 
 
 class Contracts:

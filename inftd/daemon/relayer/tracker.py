@@ -244,13 +244,18 @@ async def settle_mined(ctx: Context, head: int) -> int:
 
 
 async def settle_orphans(ctx: Context) -> int:
-    """``sent`` mints with nothing in flight go back to the checks (isMinted first)."""
+    """``sent`` mints with nothing in flight: one whose nonce a reorg gave back has its
+    attempts opened again (its bytes are sent again, so no later nonce waits behind a hole);
+    the others go back to the checks (isMinted first)."""
     async with ctx.engine.connect() as conn:
         found = await orphans(conn, ctx.signer)
     now = datetime.now(UTC)
     for mint in found:
         async with ctx.engine.begin() as conn:
-            await record_retry(conn, mint.generation_id, None, None, now, count=False)
+            if mint.nonce is not None and mint.signer == ctx.signer:
+                await reopen_nonce(conn, ctx.signer, mint.nonce)
+            else:
+                await record_retry(conn, mint.generation_id, None, None, now, count=False)
     if found:
         log.info("%d sent mints had no transaction in flight: checked again", len(found))
     return len(found)

@@ -182,3 +182,37 @@ async def test_a_mint_is_confirmed_at_depth_and_sent_again_when_a_reorg_drops_it
     assert row.block_number + 2 <= contracts.head()
     assert [a.outcome for a in await attempts(engine)] == ["mined"]
     assert_minted_once(contracts, await mints(engine), BUYER.address)
+
+
+async def test_a_mint_confirmed_at_once_is_sent_again_when_a_reorg_drops_it_unindexed(
+    chain: Anvil,
+    contracts: Contracts,
+    engine: AsyncEngine,
+    indexer: Indexer,
+    make_relayer: MakeRelayer,
+) -> None:
+    """With no confirmations the receipt confirms a mint at once. A reorg that drops its
+    block before the indexer read it is seen by no rollback: the indexer, writing the new
+    block without the mint, hands it back, and the relayer sends the same bytes at the same
+    nonce, so the mints after it do not wait behind a hole (found by bench.chaos)."""
+    token = contracts.buy(0, BUYER.address)
+    await indexer.sync_once()  # the indexer's blocks end here; the reorg is above them
+    before = contracts.snapshot()
+    dropped = await finish_generations(engine, token, 2)
+    relayer = make_relayer(confirmations=0)
+    await settle(relayer)
+    assert {r.status for r in (await mints(engine)).values()} == {"confirmed"}
+
+    contracts.revert(before)  # both mints' blocks are gone; the chain's nonce went back
+    contracts.mine(4)  # a longer branch without them
+    later = await finish_generations(engine, token, 1)
+    await indexer.sync_once()
+    assert {(await mints(engine))[gid].status for gid in dropped} == {"sent"}
+    await settle(relayer)
+
+    rows = await mints(engine)
+    assert set(rows) == {*dropped, *later}
+    assert_minted_once(contracts, rows, BUYER.address)
+    assert sorted(a.nonce for a in await attempts(engine) if a.outcome == "mined") == [
+        rows[gid].nonce for gid in sorted(rows, key=lambda g: rows[g].nonce)
+    ]

@@ -1,0 +1,126 @@
+"""What a chaos run does to the system while the workload runs: SIGKILLs and restarts of
+daemon processes, chain reorgs, RPC faults between the daemons and Anvil, and provider
+faults. Each is one loop that sleeps a random while and strikes, until ``stop``."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+from bench.chaos.daemons import SUPERVISOR_ATTEMPTS, DaemonError
+from bench.chaos.world import World
+from inftd.daemon.devnet import rpc_call
+from tests.support.fakes.generation import Fault, script_of
+
+RPC_KINDS = ("429", "500", "502", "stall", "truncate", "garbage", "reset")
+MAX_QUEUED = 3  # RPC faults waiting in the proxy at most: fewer than a start's RPC tries
+MAX_REORG_DEPTH = 48  # blocks: well inside the daemons' reorg window (see world.py)
+
+
+@dataclass
+class Strikes:
+    kills: int = 0
+    restarts: int = 0
+    failed_starts: int = 0  # a start that met a fault and exited: the supervisor retried
+    reorgs: int = 0
+    reorg_blocks: int = 0  # blocks dropped by reorgs, in all
+    deepest_reorg: int = 0
+    reorgs_skipped: int = 0  # too deep to be fair to the daemons' window
+    rpc_bursts: Counter[str] = field(default_factory=Counter)  # queued by kind
+    provider: Counter[str] = field(default_factory=Counter)  # scripted "provider kind"
+
+
+async def kills(world: World, stop: asyncio.Event, rng: random.Random, s: Strikes) -> None:
+    """SIGKILL a random daemon every few seconds, and start it again a moment later."""
+    daemons = world.daemons
+    while not await _pause(stop, rng.uniform(3.0, 8.0)):
+        index = rng.randrange(len(daemons.daemons))
+        if not daemons.daemons[index].alive:
+            continue  # still down after failed starts: calm() brings it back at the end
+        daemons.kill(index)
+        s.kills += 1
+        await asyncio.sleep(rng.uniform(0.0, 1.5))
+        try:
+            s.failed_starts += await asyncio.to_thread(daemons.revive, index)
+            s.restarts += 1
+        except DaemonError:
+            s.failed_starts += SUPERVISOR_ATTEMPTS
+
+
+def _head(url: str) -> int:
+    return int(rpc_call(url, "eth_blockNumber"), 16)
+
+
+async def reorgs(world: World, stop: asyncio.Event, rng: random.Random, s: Strikes) -> None:
+    """Snapshot, let the workload add blocks, revert to the snapshot and mine a longer
+    branch of other blocks: the daemons see the blocks they indexed replaced."""
+    url = world.chain.url
+    while not await _pause(stop, rng.uniform(2.0, 6.0)):
+        snapshot = await asyncio.to_thread(rpc_call, url, "evm_snapshot")
+        fork = await asyncio.to_thread(_head, url)
+        await asyncio.sleep(rng.uniform(0.5, 2.5))
+        depth = await asyncio.to_thread(_head, url) - fork
+        if depth > MAX_REORG_DEPTH:
+            s.reorgs_skipped += 1
+            continue
+        await asyncio.to_thread(rpc_call, url, "evm_revert", [snapshot])
+        for _ in range(depth + 1):  # the new branch is longer, as a real one would be
+            await asyncio.to_thread(rpc_call, url, "evm_mine")
+        if depth:
+            s.reorgs += 1
+            s.reorg_blocks += depth
+            s.deepest_reorg = max(s.deepest_reorg, depth)
+
+
+async def rpc_faults(world: World, stop: asyncio.Event, rng: random.Random, s: Strikes) -> None:
+    """Bursts of one kind of fault on top of the proxy's steady random rate."""
+    while not await _pause(stop, rng.uniform(1.0, 4.0)):
+        if world.proxy.queued >= MAX_QUEUED:
+            continue  # no daemon is reading (killed): faults would pile up for its start
+        kind = rng.choice(RPC_KINDS)
+        count = rng.randint(1, MAX_QUEUED)
+        world.proxy.fail_next(count, kind, retry_after=1, seconds=rng.uniform(0.2, 2.0))
+        s.rpc_bursts[kind] += count
+
+
+def _provider_fault(rng: random.Random) -> tuple[str, Fault]:
+    choice = rng.randrange(5)
+    if choice == 0:
+        return "429", Fault.status(429, retry_after=1)
+    if choice == 1:
+        return "500", Fault.status(500)
+    if choice == 2:
+        return "stall", Fault.stall(rng.uniform(0.5, 4.0))
+    if choice == 3:
+        return "malformed", Fault.malformed()
+    return "truncated", Fault.truncated()
+
+
+async def provider_faults(
+    world: World, stop: asyncio.Event, rng: random.Random, s: Strikes
+) -> None:
+    while not await _pause(stop, rng.uniform(0.5, 2.0)):
+        name = rng.choice(sorted(world.providers.apps))
+        kind, fault = _provider_fault(rng)
+        for _ in range(rng.randint(1, 3)):
+            script_of(world.providers.apps[name]).fail_next(fault)
+            s.provider[f"{name} {kind}"] += 1
+
+
+def calm(world: World) -> None:
+    """No more faults: the proxy forwards everything, the fakes answer everything."""
+    world.proxy.fault_rate = 0.0
+    world.proxy.fault_filter = lambda request: False  # queued faults never apply now
+    for app in world.providers.apps.values():
+        script_of(app).faults.clear()
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds``, or less if ``stop`` is set; whether it is set."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
