@@ -22,6 +22,12 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--processes", type=int, default=1, help="inftd run processes (1)")
     parser.add_argument("--settle", type=float, default=120.0, help="quiescence bound (120 s)")
     parser.add_argument("--work-dir", type=Path, help="keep logs and databases here")
+    parser.add_argument(
+        "--confirmations",
+        type=int,
+        default=0,
+        help="the daemons' confirmation depth; reorgs stay shallower (0: any depth)",
+    )
     args = parser.parse_args(argv)
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="inftd-chaos-"))
     return Options(
@@ -31,6 +37,7 @@ def parse(argv: list[str] | None = None) -> Options:
         processes=args.processes,
         settle=args.settle,
         work_dir=work_dir,
+        confirmations=args.confirmations,
     )
 
 

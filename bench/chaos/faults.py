@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -55,14 +56,19 @@ def _head(url: str) -> int:
 
 async def reorgs(world: World, stop: asyncio.Event, rng: random.Random, s: Strikes) -> None:
     """Snapshot, let the workload add blocks, revert to the snapshot and mine a longer
-    branch of other blocks: the daemons see the blocks they indexed replaced."""
+    branch of other blocks: the daemons see the blocks they indexed replaced. With
+    confirmations, a reorg stays shallower than them (the shape they are set for)."""
     url = world.chain.url
+    deepest = world.confirmations - 1 if world.confirmations else MAX_REORG_DEPTH
     while not await _pause(stop, rng.uniform(2.0, 6.0)):
         snapshot = await asyncio.to_thread(rpc_call, url, "evm_snapshot")
         fork = await asyncio.to_thread(_head, url)
-        await asyncio.sleep(rng.uniform(0.5, 2.5))
-        depth = await asyncio.to_thread(_head, url) - fork
-        if depth > MAX_REORG_DEPTH:
+        target, until = rng.randint(1, deepest), time.monotonic() + rng.uniform(0.5, 2.5)
+        depth = 0
+        while depth < target and time.monotonic() < until:
+            await asyncio.sleep(0.05)
+            depth = await asyncio.to_thread(_head, url) - fork
+        if depth > deepest:
             s.reorgs_skipped += 1
             continue
         await asyncio.to_thread(rpc_call, url, "evm_revert", [snapshot])

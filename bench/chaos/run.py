@@ -24,6 +24,7 @@ from bench.chaos.workload import Tally, Workload
 from bench.chaos.world import World, open_world
 from inftd.daemon.backfill import backfill
 from inftd.daemon.config import Settings
+from inftd.daemon.devnet import rpc_call
 from inftd.store import migrate
 from inftd.store.db import create_async, sqlite_url
 from inftd.store.models import Generation, Mint
@@ -43,6 +44,9 @@ class Options:
     database_url: str | None = None  # None: a SQLite file in the work folder
     processes: int = 1
     settle: float = 120.0  # seconds quiescence may take at most
+    # The daemons' confirmation depth; reorgs then stay shallower (0: any depth up to
+    # faults.MAX_REORG_DEPTH, acting on unconfirmed events as the dev chain does).
+    confirmations: int = 0
     work_dir: Path = Path(".chaos")
 
 
@@ -99,13 +103,17 @@ async def settle(world: World, engine: AsyncEngine, bound: float) -> bool:
     """Until nothing is queued, running or unmined and every daemon has indexed the head,
     twice in a row (a job can be between two of those); False if ``bound`` passed first."""
     deadline = time.monotonic() + bound
-    quiet = 0
+    quiet, buried = 0, -1  # buried: the last head empty blocks were mined over
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
             generations, mints = await counts(engine)
             busy = sum(generations[s] for s in UNSETTLED_GENERATIONS)
             busy += sum(mints[s] for s in UNSETTLED_MINTS)
             head = await asyncio.to_thread(lambda: int(world_chain(world).w3.eth.block_number))
+            if world.confirmations and head != buried:  # confirm what the last blocks hold
+                for _ in range(world.confirmations):
+                    await asyncio.to_thread(rpc_call, world.chain.url, "evm_mine")
+                head = buried = head + world.confirmations
             quiet = quiet + 1 if busy == 0 and await _caught_up(http, world, head) else 0
             if quiet >= 2:
                 return True
@@ -185,6 +193,7 @@ async def chaos(options: Options) -> AsyncIterator[tuple[World, Report]]:
         processes=options.processes,
         seed=options.seed,
         rpc_fault_rate=RPC_FAULT_RATE,
+        confirmations=options.confirmations,
     ) as world:
         await _strike(world, report, options.seconds)
         faults.calm(world)

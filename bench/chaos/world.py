@@ -113,6 +113,7 @@ class World:
     database_url: str
     work_dir: Path
     users: list[DevAccount]
+    confirmations: int = 0  # the daemons' chain.confirmations
 
 
 def daemon_env(
@@ -140,6 +141,7 @@ async def open_world(
     seed: int = 0,
     rpc_fault_rate: float = 0.0,
     daemon_args: list[list[str]] | None = None,
+    confirmations: int = 0,
 ) -> AsyncIterator[World]:
     """Anvil, the contracts, the proxy, the fakes and ``processes`` daemons, started;
     everything stopped again on exit (the work folder is kept for reading)."""
@@ -156,6 +158,7 @@ async def open_world(
         )
         providers = await stack.enter_async_context(fake_providers())
         env = daemon_env(proxy.url, database_url, deployment_file, providers)
+        env["INFTD_CHAIN__CONFIRMATIONS"] = str(confirmations)
         args = daemon_args or [[] for _ in range(processes)]
         daemons = DaemonSet(
             [
@@ -165,7 +168,17 @@ async def open_world(
         )
         await asyncio.to_thread(daemons.start)
         stack.callback(daemons.stop)
-        yield World(chain, deployment, proxy, providers, daemons, database_url, work_dir, users())
+        yield World(
+            chain,
+            deployment,
+            proxy,
+            providers,
+            daemons,
+            database_url,
+            work_dir,
+            users(),
+            confirmations,
+        )
 
 
 def remove(work_dir: Path) -> None:
