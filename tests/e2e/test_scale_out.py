@@ -35,7 +35,14 @@ from inftd.indexer.deployment import Deployment
 from tests.support.api import bearer, sign
 from tests.support.contracts import Contracts
 from tests.support.mints import minted_logs
-from tests.support.processes import BOUND, InftdProcess, clean_env, env_of, running, until
+from tests.support.processes import (
+    BOUND,
+    InftdProcess,
+    clean_env,
+    env_of,
+    running_together,
+    until,
+)
 from tests.support.state import assert_ledger_matches_cache, migrated
 from tests.support.ws import Message, Socket, events_until, receive
 
@@ -251,6 +258,12 @@ def minted_once_to(contracts: Contracts, token: int, generation: Message, owner:
     assert "0x" + content.hex() == generation["contentHash"]
 
 
+def nfts_held(contracts: Contracts) -> tuple[int, int]:
+    """GenerationNFTs held by the first owner and by the second."""
+    balance = contracts.generation.functions.balanceOf
+    return int(balance(BUYER.address).call()), int(balance(FRIEND.address).call())
+
+
 def credits_add_up(agent: Message, spent: int) -> None:
     assert spent > 0  # images cost credits: the sums below are not about zeros
     total, used, reserved = agent["totalCredits"], agent["usedCredits"], agent["reservedCredits"]
@@ -311,7 +324,8 @@ async def test_the_loop_across_role_processes_on_postgres_with_a_transfer(
 ) -> None:
     contracts = Contracts(chain.url, deployment)
     api1, api2 = cluster.apis
-    async with running(*cluster.processes), aiohttp.ClientSession() as http:
+    held = nfts_held(contracts)
+    async with running_together(*cluster.processes), aiohttp.ClientSession() as http:
         assert api1.url != api2.url
         assert not any(p.url for p in (cluster.indexer, *cluster.workers, cluster.relayer))
 
@@ -349,6 +363,7 @@ async def test_the_loop_across_role_processes_on_postgres_with_a_transfer(
         await content_served(http, api1, second["contentHash"].removeprefix("0x"))
         minted_once_to(contracts, token, second, FRIEND.address)
         minted_once_to(contracts, token, first, BUYER.address)  # the first NFT stayed put
+        assert nfts_held(contracts) == (held[0] + 1, held[1] + 1)  # no other NFT minted
         for api in cluster.apis:
             credits_add_up(
                 await agent_on(http, api, token), first["creditsUsed"] + second["creditsUsed"]

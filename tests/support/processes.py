@@ -93,6 +93,28 @@ async def running(*processes: InftdProcess) -> AsyncIterator[None]:
         yield
 
 
+@asynccontextmanager
+async def running_together(first: InftdProcess, *rest: InftdProcess) -> AsyncIterator[None]:
+    """Start ``first`` (it binds the database to the chain), then the rest at once: for
+    processes that elect nothing among themselves; on exit stop the rest at once, then it."""
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(first.stop)
+        stack.push_async_callback(_stop_together, rest)
+        await first.start()
+        async with asyncio.TaskGroup() as group:  # a failed start cancels the others
+            for process in rest:
+                group.create_task(process.start())
+        yield
+
+
+async def _stop_together(processes: tuple[InftdProcess, ...]) -> None:
+    """Stop them all at once; each must end, and the first failure is raised after."""
+    outcomes = await asyncio.gather(*(p.stop() for p in processes), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
 async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
     """Poll ``check`` until true; a bound on failure, not a speed requirement."""
     try:
