@@ -94,15 +94,13 @@ async def running(*processes: InftdProcess) -> AsyncIterator[None]:
 
 
 @asynccontextmanager
-async def running_together(first: InftdProcess, *rest: InftdProcess) -> AsyncIterator[None]:
-    """Start ``first`` (it binds the database to the chain), then the rest at once: for
-    processes that elect nothing among themselves; on exit stop the rest at once, then it."""
+async def running_together(*processes: InftdProcess) -> AsyncIterator[None]:
+    """Start them all at once, as a host's service manager does (for processes that elect
+    nothing among themselves); stop them all at once on exit."""
     async with AsyncExitStack() as stack:
-        stack.push_async_callback(first.stop)
-        stack.push_async_callback(_stop_together, rest)
-        await first.start()
+        stack.push_async_callback(_stop_together, processes)
         async with asyncio.TaskGroup() as group:  # a failed start cancels the others
-            for process in rest:
+            for process in processes:
                 group.create_task(process.start())
         yield
 
