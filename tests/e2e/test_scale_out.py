@@ -38,6 +38,7 @@ from tests.support.contracts import Contracts
 from tests.support.mints import minted_logs
 from tests.support.processes import (
     BOUND,
+    FAST,
     InftdProcess,
     clean_env,
     env_of,
@@ -53,16 +54,8 @@ OPERATOR_KEY = "operator-key-for-the-scale-out-test"
 AUTH_SECRET = "auth-secret-shared-by-both-api-processes"  # a token of API 1 works on API 2
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_KEY}"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-FAST = env_of(  # short intervals, so the loop takes seconds
-    chain__poll_interval=0.1,
-    daemon__leader_retry=0.2,
-    daemon__heartbeat_interval=0.3,
-    relayer__poll_interval=0.05,
-    relayer__gap_grace=0.2,
-    relayer__max_fee_gwei=100_000,
+SETTINGS = FAST | env_of(
     generation__poll_interval=0.2,
-    generation__probe_interval=0,
-    api__hub_poll_interval=0.2,
     api__rate_per_ip=1000,  # the test's polling is one client on one IP
     api__rate_per_address=1000,
     routing__cache="false",
@@ -99,7 +92,7 @@ def cluster(
         "INFTD_OPERATOR_API_KEY": OPERATOR_KEY,
         "INFTD_AUTH_SECRET": AUTH_SECRET,
         "INFTD_GENERATION__CONTENT_DIR": str(tmp_path / "content"),
-        **FAST,
+        **SETTINGS,
     }
 
     def process(name: str, role: str, **env: str) -> InftdProcess:

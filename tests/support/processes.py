@@ -137,3 +137,15 @@ def inftd(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
         text=True,
         timeout=60,
     )
+
+
+FAST = env_of(  # short intervals for role processes, so a test takes seconds
+    chain__poll_interval=0.1,
+    daemon__leader_retry=0.2,
+    daemon__heartbeat_interval=0.3,
+    relayer__poll_interval=0.05,
+    relayer__gap_grace=0.2,
+    relayer__max_fee_gwei=100_000,
+    generation__probe_interval=0,
+    api__hub_poll_interval=0.2,
+)
