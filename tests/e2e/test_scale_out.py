@@ -353,6 +353,7 @@ async def test_the_loop_across_role_processes_on_postgres_with_a_transfer(
         credits_add_up(agent, first["creditsUsed"])
 
         # the package token changes hands on chain: control follows once it is indexed
+        old_owners = await owner_socket(http, api1, buyer, token)  # open across the transfer
         contracts.transfer(token, FRIEND.address)
         for api in cluster.apis:
             await until(owner_is(http, api, token, FRIEND.address), "the transfer indexed")
@@ -364,6 +365,10 @@ async def test_the_loop_across_role_processes_on_postgres_with_a_transfer(
         second = await generated(http, cluster, friend, token, ask_on=api2)
         await content_served(http, api1, second["contentHash"].removeprefix("0x"))
         minted_once_to(contracts, token, second, FRIEND.address)
+        seen = await events_until(old_owners, succeeded(second["id"]))
+        await old_owners.close()
+        assert "owner.changed" in [e["event"] for e in seen]
+        assert "generation.progress" not in lifecycle(seen, second["id"])  # private: not theirs
         minted_once_to(contracts, token, first, BUYER.address)  # the first NFT stayed put
         assert nfts_held(contracts) == (held[0] + 1, held[1] + 1)  # no other NFT minted
         for api in cluster.apis:

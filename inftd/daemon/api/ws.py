@@ -248,7 +248,8 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
         except UnknownAgent as exc:
             raise ApiError(404, "unknown_agent", str(exc)) from None
     ws = await _open(request)
-    sub = Subscription(runtime.settings.api.ws_queue, tokens={token_id})
+    viewer = None if principal.operator else principal.address  # the operator sees all
+    sub = Subscription(runtime.settings.api.ws_queue, tokens={token_id}, viewer=viewer)
     try:
         await SocketSession(request, ws, sub, principal).run(since, [token_id])
     finally:
