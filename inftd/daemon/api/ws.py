@@ -3,7 +3,8 @@
 
 Reading public events needs nothing; an owner's sign-in token (``Authorization: Bearer``, or
 ``?access_token=`` since browsers cannot set headers on a WebSocket) also brings the
-private events of the agents it owns at the moment it subscribes.
+private events of the agents it owns at the moment it subscribes, until one is sold
+(the hub follows ``owner.changed``; the operator sees them all).
 
 On connect a client gets a snapshot of the agent, then, with ``?since=<seq>``, every event
 it missed, then live events, each with its ``seq``. Client commands are JSON objects with
