@@ -321,6 +321,39 @@ def owner_is(
 # -- the test -----------------------------------------------------------------------------
 
 
+async def bought(http: aiohttp.ClientSession, cluster: Cluster, contracts: Contracts) -> int:
+    """A purchase on chain: both APIs announce the agent and serve it."""
+    firehoses = [await firehose(http, api) for api in cluster.apis]
+    token = contracts.buy(0, BUYER.address)
+    await asyncio.gather(*(events_until(ws, created(token)) for ws in firehoses))
+    for ws in firehoses:
+        await ws.close()
+    for api in cluster.apis:
+        agent = await agent_on(http, api, token)
+        assert (agent["owner"], agent["availableCredits"]) == (BUYER.address, 100)
+    return token
+
+
+async def sold(
+    http: aiohttp.ClientSession,
+    cluster: Cluster,
+    contracts: Contracts,
+    token: int,
+    seller: dict[str, str],
+) -> Socket:
+    """The package token changes hands on chain; once indexed, the seller may not spend.
+    The seller's socket, open across the sale, is returned to be read later."""
+    spent = (await agent_on(http, cluster.apis[0], token))["usedCredits"]
+    sellers = await owner_socket(http, cluster.apis[0], seller, token)
+    contracts.transfer(token, FRIEND.address)
+    for api in cluster.apis:
+        await until(owner_is(http, api, token, FRIEND.address), "the transfer indexed")
+    status, refused = await ask_image(http, cluster.apis[0], seller, token)
+    assert (status, refused["error"]["code"]) == (403, "not_owner")
+    credits_add_up(await agent_on(http, cluster.apis[0], token), spent)  # nothing moved
+    return sellers
+
+
 async def test_the_loop_across_role_processes_on_postgres_with_a_transfer(
     chain: Anvil, deployment: Deployment, engine: AsyncEngine, cluster: Cluster
 ) -> None:
@@ -330,16 +363,7 @@ async def test_the_loop_across_role_processes_on_postgres_with_a_transfer(
     async with running_together(*cluster.processes), aiohttp.ClientSession() as http:
         assert api1.url != api2.url
         assert not any(p.url for p in (cluster.indexer, *cluster.workers, cluster.relayer))
-
-        # bought on chain: both APIs announce the agent and serve it
-        firehoses = [await firehose(http, api) for api in cluster.apis]
-        token = contracts.buy(0, BUYER.address)
-        await asyncio.gather(*(events_until(ws, created(token)) for ws in firehoses))
-        for ws in firehoses:
-            await ws.close()
-        for api in cluster.apis:
-            agent = await agent_on(http, api, token)
-            assert (agent["owner"], agent["availableCredits"]) == (BUYER.address, 100)
+        token = await bought(http, cluster, contracts)
 
         # the owner signs in on API 1 and asks there; API 2 streams it, serves it
         buyer = await sign_in(http, api1, BUYER)
@@ -352,29 +376,21 @@ async def test_the_loop_across_role_processes_on_postgres_with_a_transfer(
         assert (shown["id"], shown["contentHash"]) == (first["id"], first["contentHash"])
         credits_add_up(agent, first["creditsUsed"])
 
-        # the package token changes hands on chain: control follows once it is indexed
-        old_owners = await owner_socket(http, api1, buyer, token)  # open across the transfer
-        contracts.transfer(token, FRIEND.address)
-        for api in cluster.apis:
-            await until(owner_is(http, api, token, FRIEND.address), "the transfer indexed")
-        status, refused = await ask_image(http, api1, buyer, token)
-        assert (status, refused["error"]["code"]) == (403, "not_owner")
-        credits_add_up(await agent_on(http, api1, token), first["creditsUsed"])  # untouched
-
+        # sold: the new owner signs in on API 2 and asks there
+        sellers = await sold(http, cluster, contracts, token, buyer)
         friend = await sign_in(http, api2, FRIEND)
         second = await generated(http, cluster, friend, token, ask_on=api2)
         await content_served(http, api1, second["contentHash"].removeprefix("0x"))
         minted_once_to(contracts, token, second, FRIEND.address)
-        seen = await events_until(old_owners, succeeded(second["id"]))
-        await old_owners.close()
-        assert "owner.changed" in [e["event"] for e in seen]
-        assert "generation.progress" not in lifecycle(seen, second["id"])  # private: not theirs
         minted_once_to(contracts, token, first, BUYER.address)  # the first NFT stayed put
         assert nfts_held(contracts) == (held[0] + 1, held[1] + 1)  # no other NFT minted
-        for api in cluster.apis:
-            credits_add_up(
-                await agent_on(http, api, token), first["creditsUsed"] + second["creditsUsed"]
-            )
-        await ledger_agrees(engine, token, first["creditsUsed"] + second["creditsUsed"])
+        seen = await events_until(sellers, succeeded(second["id"]))
+        await sellers.close()
+        assert "owner.changed" in [e["event"] for e in seen]
+        assert "generation.progress" not in lifecycle(seen, second["id"])  # not the seller's
 
+        spent = first["creditsUsed"] + second["creditsUsed"]
+        for api in cluster.apis:
+            credits_add_up(await agent_on(http, api, token), spent)
+        await ledger_agrees(engine, token, spent)
         status_healthy(cluster, *await inftd_status(cluster))
