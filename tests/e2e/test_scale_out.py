@@ -64,6 +64,7 @@ SETTINGS = FAST | env_of(
 
 @dataclass
 class Cluster:
+    engine: AsyncEngine  # the database they share, for the test's own reads
     indexer: InftdProcess
     workers: tuple[InftdProcess, InftdProcess]
     relayer: InftdProcess
@@ -75,17 +76,11 @@ class Cluster:
 
 
 @pytest.fixture
-async def engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
-    async with migrated(postgres_url) as engine:
-        yield engine
-
-
-@pytest.fixture
-def cluster(
-    postgres_url: str, engine: AsyncEngine, chain: Anvil, deployment: Deployment, tmp_path: Path
-) -> Cluster:
-    """Six processes of their own data folders; the content folder is shared, as a volume
-    would be, since workers store the content that API processes serve."""
+async def cluster(
+    postgres_url: str, chain: Anvil, deployment: Deployment, tmp_path: Path
+) -> AsyncIterator[Cluster]:
+    """Six processes of their own data folders over a migrated database; the content folder
+    is shared, as a volume would be, since workers store the content API processes serve."""
     shared = {
         "INFTD_DATABASE_URL": postgres_url,
         "INFTD_CHAIN__RPC_URLS": chain.url,
@@ -101,12 +96,14 @@ def cluster(
         deployment.write(folder / "deployment.json")
         return InftdProcess(folder, {**shared, **env}, role)
 
-    return Cluster(
-        indexer=process("indexer", "indexer"),
-        workers=(process("worker1", "worker"), process("worker2", "worker")),
-        relayer=process("relayer", "relayer", INFTD_MINTER_KEY=MINTER.key),
-        apis=(process("api1", "api"), process("api2", "api")),
-    )
+    async with migrated(postgres_url) as engine:
+        yield Cluster(
+            engine=engine,
+            indexer=process("indexer", "indexer"),
+            workers=(process("worker1", "worker"), process("worker2", "worker")),
+            relayer=process("relayer", "relayer", INFTD_MINTER_KEY=MINTER.key),
+            apis=(process("api1", "api"), process("api2", "api")),
+        )
 
 
 # -- HTTP and WebSockets ------------------------------------------------------------------
@@ -355,7 +352,7 @@ async def sold(
 
 
 async def test_the_loop_across_role_processes_on_postgres_with_a_transfer(
-    chain: Anvil, deployment: Deployment, engine: AsyncEngine, cluster: Cluster
+    chain: Anvil, deployment: Deployment, cluster: Cluster
 ) -> None:
     contracts = Contracts(chain.url, deployment)
     api1, api2 = cluster.apis
@@ -392,5 +389,5 @@ async def test_the_loop_across_role_processes_on_postgres_with_a_transfer(
         spent = first["creditsUsed"] + second["creditsUsed"]
         for api in cluster.apis:
             credits_add_up(await agent_on(http, api, token), spent)
-        await ledger_agrees(engine, token, spent)
+        await ledger_agrees(cluster.engine, token, spent)
         status_healthy(cluster, *await inftd_status(cluster))
