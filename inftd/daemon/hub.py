@@ -26,15 +26,23 @@ log = logging.getLogger(__name__)
 
 FETCH_BATCH = 1000  # events read from the table per query
 LISTEN_RETRY = 2.0  # seconds before re-opening a lost LISTEN connection
+OWNER_CHANGED = "owner.changed"  # the indexer's event of a package token's Transfer
 
 
 class Subscription:
     """What one client wants (some tokens, or everything) and the events waiting for it."""
 
-    def __init__(self, limit: int, tokens: Iterable[int] = (), everything: bool = False) -> None:
+    def __init__(
+        self,
+        limit: int,
+        tokens: Iterable[int] = (),
+        everything: bool = False,
+        viewer: str | None = None,
+    ) -> None:
         self.limit = limit
         self.tokens = set(tokens)
         self.private_tokens: set[int] = set()  # tokens whose private events it may see
+        self.viewer = viewer  # the signed-in owner it serves, whose private view ends on a sale
         self.everything = everything
         self.overflowed = False
         self.cut_off = asyncio.Event()  # set when the subscriber fell ``limit`` events behind
@@ -46,7 +54,16 @@ class Subscription:
             return True
         if event.token_id not in self.tokens:
             return False
+        self._follow_owner(event)
         return not event.private or event.token_id in self.private_tokens
+
+    def _follow_owner(self, event: Event) -> None:
+        """Events come in seq order: once the token moved to another owner, its private
+        events that follow are that owner's, not this viewer's."""
+        if event.type != OWNER_CHANGED or self.viewer is None:
+            return
+        if str(event.payload.get("to", "")).lower() != self.viewer.lower():
+            self.private_tokens.discard(event.token_id)
 
     def offer(self, event: Event) -> None:
         if self.overflowed or not self.wants(event):

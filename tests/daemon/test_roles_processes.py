@@ -29,23 +29,13 @@ from inftd.store.models import ChainEvent, CreditEntry, DaemonProcess, SyncCurso
 from tests.support.contracts import Contracts
 from tests.support.faultproxy import FaultProxy
 from tests.support.mints import assert_minted_once, finish_generations, mints
-from tests.support.processes import BOUND, InftdProcess, clean_env, env_of, running, until
+from tests.support.processes import BOUND, FAST, InftdProcess, clean_env, running, until
 from tests.support.state import agents, migrated
 from tests.support.ws import events_until, receive, with_kind
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(180)]
 
 OPERATOR_KEY = "operator-key-for-role-process-tests"
-FAST = env_of(  # short intervals, so a test takes seconds
-    chain__poll_interval=0.1,
-    daemon__leader_retry=0.2,
-    daemon__heartbeat_interval=0.3,
-    relayer__poll_interval=0.05,
-    relayer__gap_grace=0.2,
-    relayer__max_fee_gwei=100_000,
-    generation__probe_interval=0,
-    api__hub_poll_interval=0.2,
-)
 
 
 @pytest.fixture

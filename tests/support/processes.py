@@ -93,6 +93,26 @@ async def running(*processes: InftdProcess) -> AsyncIterator[None]:
         yield
 
 
+@asynccontextmanager
+async def running_together(*processes: InftdProcess) -> AsyncIterator[None]:
+    """Start them all at once, as a host's service manager does (for processes that elect
+    nothing among themselves); stop them all at once on exit."""
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(_stop_together, processes)
+        async with asyncio.TaskGroup() as group:  # a failed start cancels the others
+            for process in processes:
+                group.create_task(process.start())
+        yield
+
+
+async def _stop_together(processes: tuple[InftdProcess, ...]) -> None:
+    """Stop them all at once; each must end, and the first failure is raised after."""
+    outcomes = await asyncio.gather(*(p.stop() for p in processes), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
 async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
     """Poll ``check`` until true; a bound on failure, not a speed requirement."""
     try:
@@ -117,3 +137,15 @@ def inftd(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
         text=True,
         timeout=60,
     )
+
+
+FAST = env_of(  # short intervals for role processes, so a test takes seconds
+    chain__poll_interval=0.1,
+    daemon__leader_retry=0.2,
+    daemon__heartbeat_interval=0.3,
+    relayer__poll_interval=0.05,
+    relayer__gap_grace=0.2,
+    relayer__max_fee_gwei=100_000,
+    generation__probe_interval=0,
+    api__hub_poll_interval=0.2,
+)

@@ -3,7 +3,8 @@
 
 Reading public events needs nothing; an owner's sign-in token (``Authorization: Bearer``, or
 ``?access_token=`` since browsers cannot set headers on a WebSocket) also brings the
-private events of the agents it owns at the moment it subscribes.
+private events of the agents it owns at the moment it subscribes, until one is sold
+(the hub follows ``owner.changed``; the operator sees them all).
 
 On connect a client gets a snapshot of the agent, then, with ``?since=<seq>``, every event
 it missed, then live events, each with its ``seq``. Client commands are JSON objects with
@@ -248,7 +249,8 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
         except UnknownAgent as exc:
             raise ApiError(404, "unknown_agent", str(exc)) from None
     ws = await _open(request)
-    sub = Subscription(runtime.settings.api.ws_queue, tokens={token_id})
+    viewer = None if principal.operator else principal.address  # the operator sees all
+    sub = Subscription(runtime.settings.api.ws_queue, tokens={token_id}, viewer=viewer)
     try:
         await SocketSession(request, ws, sub, principal).run(since, [token_id])
     finally:

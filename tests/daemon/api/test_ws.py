@@ -224,6 +224,35 @@ async def test_private_events_reach_only_the_owner(client: TestClient) -> None:
     assert bad.status == 401
 
 
+async def test_a_sale_ends_the_old_owners_private_events_on_an_open_socket(
+    client: TestClient, chain: Anvil, deployment: Deployment
+) -> None:
+    token = await sign_in(client, BUYER)  # BUYER owns agent 1
+    operator = {"Authorization": f"Bearer {OPERATOR_KEY}"}
+    async with (
+        client.ws_connect("/v1/agents/1/ws", headers=bearer(token)) as seller,
+        client.ws_connect("/v1/agents/1/ws", headers=operator) as admin,
+    ):
+        for ws in (seller, admin):
+            await receive(ws)
+        Contracts(chain.url, deployment).transfer(1, FRIEND.address)
+        runtime = runtime_of(client)
+        await runtime.indexer.sync_once()
+        async with runtime.engine.begin() as conn:
+            await record_events(
+                conn,
+                [
+                    NewEvent("generation.progress", 1, {"text": "the buyer's"}, private=True),
+                    NewEvent("credits.changed", 1, {}),
+                ],
+            )
+        runtime.hub.poke()
+        seen = [(await receive(seller))["event"] for _ in range(2)]
+        assert seen == ["owner.changed", "credits.changed"]
+        seen = [(await receive(admin))["event"] for _ in range(3)]
+        assert seen == ["owner.changed", "generation.progress", "credits.changed"]
+
+
 async def test_indexed_chain_events_reach_subscribers(
     client: TestClient, chain: Anvil, deployment: Deployment
 ) -> None:
