@@ -43,6 +43,7 @@ bench: $(PY_STAMP) $(NPM_STAMP)
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.mints
 	$(BIN)/python -m bench.generation
+	$(BIN)/python -m bench.chaos --seconds 120 --confirmations 4
 	$(BIN)/python -m bench.report
 
 clean:

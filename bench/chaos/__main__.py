@@ -10,8 +10,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.chaos.report import render
+from bench.chaos.report import markdown, render
 from bench.chaos.run import Options, chaos
+
+RESULTS_FILE = Path(__file__).resolve().parent.parent / "RESULTS-chaos.md"
 
 
 def parse(argv: list[str] | None = None) -> Options:
@@ -41,16 +43,18 @@ def parse(argv: list[str] | None = None) -> Options:
     )
 
 
-async def main(options: Options) -> int:
+async def main(options: Options, argv: list[str]) -> int:
     began = time.monotonic()
     async with chaos(options) as (_, report):
         print(render(report, time.monotonic() - began), flush=True)
+        RESULTS_FILE.write_text(markdown(report, time.monotonic() - began, argv))
+        print(f"written to {RESULTS_FILE}", flush=True)
     return 1 if report.violations or not report.settled else 0
 
 
 if __name__ == "__main__":
     options = parse()
-    code = asyncio.run(main(options))
+    code = asyncio.run(main(options, sys.argv[1:]))
     if code == 0 and options.work_dir.name.startswith("inftd-chaos-"):
         shutil.rmtree(options.work_dir, ignore_errors=True)
     else:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -28,7 +27,7 @@ class Strikes:
     reorgs: int = 0
     reorg_blocks: int = 0  # blocks dropped by reorgs, in all
     deepest_reorg: int = 0
-    reorgs_skipped: int = 0  # too deep to be fair to the daemons' window
+    reorgs_skipped: int = 0  # no block after the deployment to replace yet
     rpc_bursts: Counter[str] = field(default_factory=Counter)  # queued by kind
     provider: Counter[str] = field(default_factory=Counter)  # scripted "provider kind"
 
@@ -55,29 +54,24 @@ def _head(url: str) -> int:
 
 
 async def reorgs(world: World, stop: asyncio.Event, rng: random.Random, s: Strikes) -> None:
-    """Snapshot, let the workload add blocks, revert to the snapshot and mine a longer
-    branch of other blocks: the daemons see the blocks they indexed replaced. With
-    confirmations, a reorg stays shallower than them (the shape they are set for)."""
+    """``anvil_reorg``: the last blocks replaced by empty ones in one step on the node, then
+    one more block, as a longer branch would come; the daemons see the blocks they indexed
+    replaced. (``evm_snapshot``/``evm_revert`` raced the workload's transactions: a block
+    mined between reading the head and the revert left the node's logs inconsistent.)
+    With confirmations, a reorg stays shallower than them (the shape they are set for)."""
     url = world.chain.url
     deepest = world.confirmations - 1 if world.confirmations else MAX_REORG_DEPTH
+    deploy_block = world.deployment.deploy_block
     while not await _pause(stop, rng.uniform(2.0, 6.0)):
-        snapshot = await asyncio.to_thread(rpc_call, url, "evm_snapshot")
-        fork = await asyncio.to_thread(_head, url)
-        target, until = rng.randint(1, deepest), time.monotonic() + rng.uniform(0.5, 2.5)
-        depth = 0
-        while depth < target and time.monotonic() < until:
-            await asyncio.sleep(0.05)
-            depth = await asyncio.to_thread(_head, url) - fork
-        if depth > deepest:
+        depth = min(rng.randint(1, deepest), await asyncio.to_thread(_head, url) - deploy_block)
+        if depth < 1:
             s.reorgs_skipped += 1
             continue
-        await asyncio.to_thread(rpc_call, url, "evm_revert", [snapshot])
-        for _ in range(depth + 1):  # the new branch is longer, as a real one would be
-            await asyncio.to_thread(rpc_call, url, "evm_mine")
-        if depth:
-            s.reorgs += 1
-            s.reorg_blocks += depth
-            s.deepest_reorg = max(s.deepest_reorg, depth)
+        await asyncio.to_thread(rpc_call, url, "anvil_reorg", [depth, []])
+        await asyncio.to_thread(rpc_call, url, "evm_mine")
+        s.reorgs += 1
+        s.reorg_blocks += depth
+        s.deepest_reorg = max(s.deepest_reorg, depth)
 
 
 async def rpc_faults(world: World, stop: asyncio.Event, rng: random.Random, s: Strikes) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from collections import Counter
+from datetime import UTC, datetime
 
 from bench.chaos.run import Report
+from bench.report import machine
 
 MAX_SHOWN = 30  # violations printed; the count is always whole
 
@@ -26,7 +30,7 @@ def render(report: Report, elapsed: float) -> str:
         f"kills        {s.kills} SIGKILLs, {s.restarts} restarts ({s.failed_starts} starts failed "
         "on a fault and were retried)",
         f"reorgs       {s.reorgs} ({s.reorg_blocks} blocks dropped, deepest {s.deepest_reorg}; "
-        f"{s.reorgs_skipped} skipped as too deep)",
+        f"{s.reorgs_skipped} skipped: the chain was too short)",
         f"rpc faults   {sum(report.rpc_faults.values())} injected ({_counts(report.rpc_faults)})",
         f"provider     {sum(s.provider.values())} faults scripted ({_counts(s.provider)})",
         f"settled      {'yes' if report.settled else 'NO'} after {report.settle_seconds:.1f} s",
@@ -40,3 +44,38 @@ def render(report: Report, elapsed: float) -> str:
     ]
     lines += [f"  {v}" for v in report.findings.violations[:MAX_SHOWN]]
     return "\n".join(lines)
+
+
+def markdown(report: Report, elapsed: float, argv: list[str]) -> str:
+    """The report as bench/RESULTS-chaos.md: the run's facts, then its counts as a table
+    (what ``bench.report`` puts in the headline), then the text report."""
+    s = report.strikes
+    command = shlex.join([".venv/bin/python", "-m", "bench.chaos", *argv])
+    rows = [
+        ("operations", report.operations),
+        ("SIGKILLs", s.kills),
+        ("reorgs", s.reorgs),
+        ("RPC faults", sum(report.rpc_faults.values())),
+        ("provider faults", sum(s.provider.values())),
+        ("invariant checks", sum(report.findings.checks.values())),
+        ("violations", report.violations),
+    ]
+    return "\n".join(
+        [
+            "# inftd chaos run: faults, kills and reorgs under a random workload",
+            "",
+            f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+            f"- Machine: {machine()}",
+            f"- Python {sys.version.split()[0]}",
+            f"- Command: `{command}`",
+            "",
+            "| what | count |",
+            "|---|---:|",
+            *(f"| {what} | {count:,} |" for what, count in rows),
+            "",
+            "```",
+            render(report, elapsed),
+            "```",
+            "",
+        ]
+    )

@@ -3,11 +3,12 @@ providers failing, under a random workload; then every invariant holds. The run 
 done each of those things, so it cannot pass by doing nothing; and the checker must catch
 a database that breaks the invariants, so it cannot pass by checking nothing.
 
-The daemons run with CONFIRMATIONS and the reorgs stay shallower, the shape a production
-chain is configured for: reorgs drop pending events, which must have granted nothing.
-With 0 confirmations (the dev chain's setting) and reorgs deeper than a chain request,
-the long run finds an open bug (README, "Chaos"): an NFT minted for a request a reorg
-removed. The reorg tests of tests/indexer cover 0 confirmations directly."""
+The daemons run with CONFIRMATIONS and the reorgs (``anvil_reorg``) stay shallower, the
+shape a production chain is configured for: reorgs drop pending events, which must have
+granted nothing, and the relayer's transactions. With 0 confirmations (the dev chain's
+setting) a run can end with mints whose transactions a reorg dropped left ``sent``
+(README, "Chaos": open). The reorg tests of tests/indexer and tests/daemon/relayer cover
+0 confirmations directly."""
 
 from __future__ import annotations
 
