@@ -44,10 +44,8 @@ from web3 import Web3
 from web3.types import TxParams, Wei
 
 from inftd.daemon.config import DEFAULT_PACKAGES, RelayerSettings
-from inftd.daemon.deploy import account_from_key, deploy_contracts
 from inftd.daemon.devnet import (
     BUYER,
-    DEPLOYER,
     MINTER,
     PROJECT_ROOT,
     Anvil,
@@ -65,9 +63,9 @@ from inftd.indexer.rpc import ChainRpc
 from inftd.store import migrate
 from inftd.store.db import create_async, sqlite_url
 from inftd.store.models import Generation, Mint, MintAttempt, table_of
+from tests.support.contracts import deploy_dev
 
 RESULTS_FILE = PROJECT_ROOT / "bench" / "RESULTS-mints.md"
-CREDIT_PRICE_WEI = 10**14
 BLOCK_SECONDS = 1  # interval mining of the "1 s blocks" chain
 MAX_ROUNDS = 100_000  # a run that needs more has gone wrong
 
@@ -114,15 +112,7 @@ def say(text: str) -> None:
 
 
 def setup_chain(url: str) -> tuple[Deployment, int]:
-    deployment = deploy_contracts(
-        url,
-        account_from_key(DEPLOYER.key, "deployer"),
-        minter=MINTER.address,
-        operator=DEPLOYER.address,
-        packages=DEFAULT_PACKAGES,
-        credit_price_wei=CREDIT_PRICE_WEI,
-        progress=lambda line: None,
-    )
+    deployment = deploy_dev(url)  # the tests' deployment: same keys, packages and prices
     w3 = Web3(Web3.HTTPProvider(url))
     address = Web3.to_checksum_address(deployment.package_address)
     package = w3.eth.contract(address, abi=load_artifact("INFTPackage").abi)
