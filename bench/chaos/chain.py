@@ -10,6 +10,7 @@ from typing import Any
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TimeExhausted
 
+from bench.chaos.gate import MiningGate
 from inftd.daemon.config import DEFAULT_PACKAGES
 from inftd.indexer.abi import load_artifact
 from inftd.indexer.deployment import Deployment
@@ -53,7 +54,8 @@ class ChainFacts:
 class Chain:
     """The contracts over web3, as the workload's users and the checker see them."""
 
-    def __init__(self, url: str, deployment: Deployment) -> None:
+    def __init__(self, url: str, deployment: Deployment, gate: MiningGate | None = None) -> None:
+        self.gate = gate or MiningGate()  # the checker sends nothing: its own, never closed
         self.w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}))
         self.deployment = deployment
         self.package = self.w3.eth.contract(
@@ -69,7 +71,8 @@ class Chain:
 
     def _send(self, fn: Any, sender: str, value: int = 0) -> Any:
         try:
-            tx = fn.transact({"from": sender, "value": value})
+            with self.gate.sending():
+                tx = fn.transact({"from": sender, "value": value})
         except ContractLogicError as exc:
             raise TxRefused(str(exc)) from None
         try:

@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from bench.chaos.daemons import SUPERVISOR_ATTEMPTS, DaemonError
+from bench.chaos.gate import MiningGate, holes, node_quiet
 from bench.chaos.world import World
 from inftd.daemon.devnet import rpc_call
 from tests.support.fakes.generation import Fault, script_of
@@ -28,6 +29,8 @@ class Strikes:
     reorg_blocks: int = 0  # blocks dropped by reorgs, in all
     deepest_reorg: int = 0
     reorgs_skipped: int = 0  # no block after the deployment to replace yet
+    reorgs_unquiet: int = 0  # the node kept mining: a reorg then would race it (gate.py)
+    node_holes: int = 0  # block numbers Anvil lost in a reorg all the same (gate.py)
     rpc_bursts: Counter[str] = field(default_factory=Counter)  # queued by kind
     provider: Counter[str] = field(default_factory=Counter)  # scripted "provider kind"
 
@@ -58,20 +61,34 @@ async def reorgs(world: World, stop: asyncio.Event, rng: random.Random, s: Strik
     one more block, as a longer branch would come; the daemons see the blocks they indexed
     replaced. (``evm_snapshot``/``evm_revert`` raced the workload's transactions: a block
     mined between reading the head and the revert left the node's logs inconsistent.)
-    With confirmations, a reorg stays shallower than them (the shape they are set for)."""
-    url = world.chain.url
+    Each reorg closes the gate first (see gate.py). With confirmations, a reorg stays
+    shallower than them (the shape they are set for)."""
     deepest = world.confirmations - 1 if world.confirmations else MAX_REORG_DEPTH
-    deploy_block = world.deployment.deploy_block
     while not await _pause(stop, rng.uniform(2.0, 6.0)):
-        depth = min(rng.randint(1, deepest), await asyncio.to_thread(_head, url) - deploy_block)
+        floor = world.deployment.deploy_block
+        depth = rng.randint(1, deepest)
+        await asyncio.to_thread(reorg_once, world.chain.url, world.gate, floor, depth, s)
+
+
+def reorg_once(url: str, gate: MiningGate, floor: int, wanted: int, s: Strikes) -> None:
+    """A reorg of up to ``wanted`` blocks above ``floor``, with the gate closed."""
+    with gate.closed():
+        if not node_quiet(url):
+            s.reorgs_unquiet += 1
+            return
+        head = _head(url)
+        depth = min(wanted, head - floor)
         if depth < 1:
             s.reorgs_skipped += 1
-            continue
-        await asyncio.to_thread(rpc_call, url, "anvil_reorg", [depth, []])
-        await asyncio.to_thread(rpc_call, url, "evm_mine")
-        s.reorgs += 1
-        s.reorg_blocks += depth
-        s.deepest_reorg = max(s.deepest_reorg, depth)
+            return
+        rpc_call(url, "anvil_reorg", [depth, []])
+        rpc_call(url, "evm_mine")
+        # the dropped transactions Anvil put back in its pool: mined before the gate opens
+        node_quiet(url)
+        s.node_holes += len(holes(url, head - depth))
+    s.reorgs += 1
+    s.reorg_blocks += depth
+    s.deepest_reorg = max(s.deepest_reorg, depth)
 
 
 async def rpc_faults(world: World, stop: asyncio.Event, rng: random.Random, s: Strikes) -> None:

@@ -8,9 +8,12 @@ chain and a database, after a chaos run has gone quiet.
 3. After reorgs the state equals a fresh recompute from the canonical chain (a new database
    indexed from scratch): the same agents, chain events and chain-requested generations.
 4. Every succeeded generation minted exactly once on chain (``GenerationMinted`` with its
-   ``requestKey``), its mint row confirmed with that NFT; no NFT for anything else.
+   ``requestKey``), its mint row confirmed with that NFT; no NFT for anything else, except
+   a mint a reorg voided after it was signed (its request or agent left the chain) that got
+   mined before its cancel; every voided nonce settled, as its outcome says.
 7. Every generation the API accepted (202) exists and is finished (only a reorg that took
-   its agent away may remove it); every other generation (on-chain requests) is finished.
+   its agent away, even for a while, may remove it); every other generation (on-chain
+   requests) is finished.
 
 ``check`` returns every violation found and how many checks each invariant made, so a
 run that checked nothing is visible as such.
@@ -28,7 +31,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.chaos.chain import ChainFacts
 from inftd.daemon.generation.mints import request_key
-from inftd.store.models import Agent, ChainEvent, CreditEntry, Generation, Mint
+from inftd.store.models import (
+    Agent,
+    ChainEvent,
+    CreditEntry,
+    EventRecord,
+    Generation,
+    Mint,
+    VoidedMint,
+)
 
 FINAL = ("succeeded", "failed", "cancelled")
 
@@ -62,6 +73,8 @@ class Snapshot:
     generations: dict[str, Any]
     mints: dict[str, Any]
     events: set[tuple[str, str, int, str]]
+    voids: dict[str, str | None]  # voided mints: request key -> outcome
+    removed: set[int]  # agents a reorg removed at some point (``agent.removed`` events)
 
 
 async def snapshot(engine: AsyncEngine) -> Snapshot:
@@ -74,7 +87,11 @@ async def snapshot(engine: AsyncEngine) -> Snapshot:
             ChainEvent.block_hash, ChainEvent.tx_hash, ChainEvent.log_index, ChainEvent.name
         )
         events = {(r[0], r[1], r[2], r[3]) for r in await conn.execute(query)}
-    return Snapshot(agents, entries, generations, mints, events)
+        voided = select(VoidedMint.request_key, VoidedMint.outcome)
+        voids = {r[0]: r[1] for r in await conn.execute(voided)}
+        gone = select(EventRecord.token_id).where(EventRecord.type == "agent.removed")
+        removed = {r[0] for r in await conn.execute(gone)}
+    return Snapshot(agents, entries, generations, mints, events, voids, removed)
 
 
 def agents_match_chain(found: Findings, db: Snapshot, chain: ChainFacts) -> None:
@@ -193,7 +210,14 @@ def minted_once(found: Findings, db: Snapshot, chain: ChainFacts) -> None:
         found.expect(4, count == 1, f"requestKey {key} minted {count} times")
         owner = keys.get(key)
         ok = owner is not None and db.generations[owner].status == "succeeded"
+        ok = ok or db.voids.get(key) == "minted"
         found.expect(4, ok, f"requestKey {key} minted, but no succeeded generation has it")
+    for key, outcome in db.voids.items():
+        want = {"minted": 1, "cancelled": 0}.get(outcome or "")
+        found.expect(4, want is not None, f"voided mint {key} is still open")
+        if want is not None:
+            seen = chain.minted[key]
+            found.expect(4, seen == want, f"voided mint {key} {outcome}, minted {seen} times")
 
 
 def accepted_kept(
@@ -203,7 +227,8 @@ def accepted_kept(
     for gid, token_id in accepted.items():
         row = db.generations.get(gid)
         if row is None:
-            gone = token_id not in chain.purchases  # a reorg took its agent away
+            # a reorg took its agent away (it may be back since: bought again on the new branch)
+            gone = token_id not in chain.purchases or token_id in db.removed
             found.expect(7, gone, f"accepted generation {gid} of agent {token_id} is lost")
             continue
         found.expect(7, row.status in FINAL, f"accepted generation {gid} is still {row.status}")

@@ -30,7 +30,8 @@ def render(report: Report, elapsed: float) -> str:
         f"kills        {s.kills} SIGKILLs, {s.restarts} restarts ({s.failed_starts} starts failed "
         "on a fault and were retried)",
         f"reorgs       {s.reorgs} ({s.reorg_blocks} blocks dropped, deepest {s.deepest_reorg}; "
-        f"{s.reorgs_skipped} skipped: the chain was too short)",
+        f"{s.reorgs_skipped} skipped: the chain was too short; {s.reorgs_unquiet} skipped: the "
+        f"node kept mining; {s.node_holes} block numbers the node lost)",
         f"rpc faults   {sum(report.rpc_faults.values())} injected ({_counts(report.rpc_faults)})",
         f"provider     {sum(s.provider.values())} faults scripted ({_counts(s.provider)})",
         f"settled      {'yes' if report.settled else 'NO'} after {report.settle_seconds:.1f} s",

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.chaos import faults
 from bench.chaos.chain import Chain, ChainFacts
+from bench.chaos.gate import holes
 from bench.chaos.invariants import Findings, Snapshot, check, snapshot
 from bench.chaos.workload import Tally, Workload
 from bench.chaos.world import World, open_world
@@ -99,6 +100,10 @@ async def _caught_up(http: aiohttp.ClientSession, world: World, head: int) -> bo
     return True
 
 
+class NodeBroken(Exception):
+    """Anvil lost blocks: the run's chain is no chain, the fault is the node's, not inftd's."""
+
+
 async def settle(world: World, engine: AsyncEngine, bound: float) -> bool:
     """Until nothing is queued, running or unmined and every daemon has indexed the head,
     twice in a row (a job can be between two of those); False if ``bound`` passed first."""
@@ -151,6 +156,9 @@ async def verify(
     world: World, database_url: str, accepted: dict[str, int]
 ) -> tuple[Findings, ChainFacts]:
     """The invariant checks of the database at ``database_url`` against ``world``'s chain."""
+    lost = await asyncio.to_thread(holes, world.chain.url, world.deployment.deploy_block)
+    if lost:  # nothing can be checked against such a node; gate.py says why it happens
+        raise NodeBroken(f"Anvil has no block {lost[0]} (of {len(lost)} missing) below its head")
     facts = await asyncio.to_thread(world_chain(world).facts)
     engine = create_async(database_url)
     try:

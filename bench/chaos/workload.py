@@ -60,7 +60,7 @@ class Workload:
         self.world = world
         self.tally = tally
         self.http = http
-        self.chain = Chain(world.chain.url, world.deployment)
+        self.chain = Chain(world.chain.url, world.deployment, world.gate)
         self.users = Users(world.users)
         self.ops: dict[str, tuple[int, Callable[[random.Random], Awaitable[None]]]] = {
             "purchase": (3, self.purchase),

@@ -19,6 +19,7 @@ from aiohttp import web
 from eth_account import Account
 
 from bench.chaos.daemons import DaemonProcess, DaemonSet
+from bench.chaos.gate import MiningGate
 from inftd.daemon.devnet import MINTER, Anvil, DevAccount
 from inftd.indexer.deployment import Deployment
 from inftd.store import migrate
@@ -113,6 +114,7 @@ class World:
     database_url: str
     work_dir: Path
     users: list[DevAccount]
+    gate: MiningGate
     confirmations: int = 0  # the daemons' chain.confirmations
 
 
@@ -153,8 +155,9 @@ async def open_world(
         deployment_file = work_dir / "deployment.json"
         deployment.write(deployment_file)
         await asyncio.to_thread(migrate.upgrade, database_url)
+        gate = MiningGate()
         proxy = await stack.enter_async_context(
-            FaultProxy(chain.url, fault_rate=rpc_fault_rate, seed=seed)
+            FaultProxy(chain.url, fault_rate=rpc_fault_rate, seed=seed, hold=gate.for_request)
         )
         providers = await stack.enter_async_context(fake_providers())
         env = daemon_env(proxy.url, database_url, deployment_file, providers)
@@ -177,6 +180,7 @@ async def open_world(
             database_url,
             work_dir,
             users(),
+            gate,
             confirmations,
         )
 

@@ -17,7 +17,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inftd.agents.events import NewEvent, record_events
 from inftd.agents.ledger import refresh_balances
-from inftd.store.models import Agent, BlockWindow, ChainEvent, Mint, table_of
+from inftd.store.models import (
+    Agent,
+    BlockWindow,
+    ChainEvent,
+    Generation,
+    Mint,
+    MintAttempt,
+    VoidedMint,
+    table_of,
+)
+from inftd.store.sql import insert_ignore
 
 OWNER_EVENTS = ("PackagePurchased", "Transfer")
 UNMINED = {"status": "sent", "block_number": None, "nft_token_id": None}  # for the relayer
@@ -40,6 +50,7 @@ async def rollback_to(conn: AsyncConnection, ancestor: int) -> Rollback:
             .distinct()
         )
     )
+    await void_signed_mints(conn, ancestor)
     removed = await conn.execute(
         delete(table_of(ChainEvent)).where(table_of(ChainEvent).c.block_number > ancestor)
     )
@@ -64,6 +75,52 @@ async def rollback_to(conn: AsyncConnection, ancestor: int) -> Rollback:
         ],
     )
     return Rollback(ancestor, max(removed.rowcount, 0), len(survivors))
+
+
+async def void_signed_mints(conn: AsyncConnection, ancestor: int) -> int:
+    """Record the signed mints the rollback is about to delete with their generations (a
+    request above ``ancestor``, or an agent bought above it): their nonces stay the key's,
+    and a nonce nobody spends would hold back every later mint (found by bench.chaos)."""
+    dropped = select(ChainEvent.id).where(ChainEvent.block_number > ancestor)
+    doomed_agents = select(Agent.token_id).where(Agent.created_event_id.in_(dropped))
+
+    def newest(column: Any) -> Any:  # of the mint's newest attempt
+        return (
+            select(column)
+            .where(MintAttempt.generation_id == Mint.generation_id)
+            .order_by(MintAttempt.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+
+    rows = (
+        await conn.execute(
+            select(
+                Mint.generation_id,
+                Mint.request_key,
+                Mint.signer,
+                Mint.nonce,
+                newest(MintAttempt.max_fee_per_gas).label("max_fee"),
+                newest(MintAttempt.max_priority_fee_per_gas).label("priority"),
+            )
+            .join(Generation, Generation.id == Mint.generation_id)
+            .where(Mint.nonce.is_not(None), Mint.signer.is_not(None))
+            .where(
+                (Generation.chain_event_id.in_(dropped)) | (Generation.token_id.in_(doomed_agents))
+            )
+        )
+    ).all()
+    for row in rows:
+        values = {
+            "generation_id": row.generation_id,
+            "request_key": row.request_key,
+            "signer": row.signer,
+            "nonce": row.nonce,
+            "max_fee_per_gas": row.max_fee or 0,
+            "max_priority_fee_per_gas": row.priority or 0,
+        }
+        await conn.execute(insert_ignore(conn, table_of(VoidedMint)).values(**values))
+    return len(rows)
 
 
 async def _latest(conn: AsyncConnection, token_id: int, names: tuple[str, ...]) -> Row[Any] | None:

@@ -478,6 +478,30 @@ class RelayerNonce(Base):
     )
 
 
+class VoidedMint(Base):
+    """A signed mint whose generation a reorg removed (its request or its agent left the
+    chain): the nonce stays the key's, so the relayer spends it with a cancel (a 0-value
+    transfer to itself) unless the mint itself gets mined first. ``outcome`` is None while
+    the nonce is open; then ``cancelled`` or ``minted`` (an NFT for a request the chain no
+    longer has, which a reorg after signing cannot take back)."""
+
+    __tablename__ = "voided_mints"
+    __table_args__ = (Index(None, "signer", "outcome", "nonce"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    generation_id: Mapped[str] = mapped_column(String(36))
+    request_key: Mapped[str] = mapped_column(Hash32, unique=True)
+    signer: Mapped[str] = mapped_column(Address)
+    nonce: Mapped[int] = mapped_column(BigInteger)
+    max_fee_per_gas: Mapped[Decimal] = mapped_column(Wei)  # of its newest attempt
+    max_priority_fee_per_gas: Mapped[Decimal] = mapped_column(Wei)
+    cancel_tx_hash: Mapped[str | None] = mapped_column(Hash32)
+    cancel_raw_tx: Mapped[bytes | None] = mapped_column(LargeBinary)
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    voided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class MintAttempt(Base):
     """One signed mint transaction, stored before it is broadcast; a fee bump is another
     attempt at the same nonce. ``outcome`` is None while its nonce is open."""

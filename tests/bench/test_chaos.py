@@ -5,10 +5,9 @@ a database that breaks the invariants, so it cannot pass by checking nothing.
 
 The daemons run with CONFIRMATIONS and the reorgs (``anvil_reorg``) stay shallower, the
 shape a production chain is configured for: reorgs drop pending events, which must have
-granted nothing, and the relayer's transactions. With 0 confirmations (the dev chain's
-setting) a run can end with mints whose transactions a reorg dropped left ``sent``
-(README, "Chaos": open). The reorg tests of tests/indexer and tests/daemon/relayer cover
-0 confirmations directly."""
+granted nothing, and the relayer's transactions. Runs at 0 confirmations (the dev chain's
+setting, deeper reorgs) are the README's "Chaos" commands; the reorg tests of tests/indexer
+and tests/daemon/relayer (voided mints among them) cover 0 confirmations directly."""
 
 from __future__ import annotations
 

@@ -9,7 +9,9 @@ Fault kinds: "413" (payload too large), "429" (opts: retry_after seconds), "500"
 body), "garbage" (200 with a non-JSON body), "reset" (the connection closed without an
 answer), "rpc_error" (opts: code, message). Queued faults apply to the next requests that
 pass ``only_methods`` and ``fault_filter``; with ``fault_rate`` set, other requests fail at
-random among ``chaos_kinds`` (seeded by ``seed``).
+random among ``chaos_kinds`` (seeded by ``seed``). ``hold``, if given, maps a request to an
+async context manager the proxy holds while it answers (or None): the chaos run's gate
+between transactions and reorgs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import asyncio
 import random
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +35,7 @@ SHUTDOWN_TIMEOUT = 1.0  # seconds the server waits for handlers still running at
 RANGE_ERROR_CODE = -32005  # what geth answers an eth_getLogs with too many results
 
 Request = dict[str, Any]
+Hold = Callable[[Request], AbstractAsyncContextManager[None] | None]
 
 
 @dataclass
@@ -50,8 +54,10 @@ class FaultProxy:
         fault_rate: float = 0.0,
         seed: int | None = None,
         chaos_kinds: Sequence[str] = CHAOS_KINDS,
+        hold: Hold | None = None,
     ) -> None:
         self.upstream_url = upstream_url
+        self.hold = hold
         self.fault_rate = fault_rate
         self.chaos_kinds = tuple(chaos_kinds)
         self.max_log_range: int | None = None
@@ -134,6 +140,15 @@ class FaultProxy:
         single = parsed if isinstance(parsed, dict) else None  # batches are only forwarded
         if single is not None:
             self.by_method[str(single.get("method"))] += 1
+        held = self.hold(single) if self.hold is not None and single is not None else None
+        if held is None:
+            return await self._reply(request, body, single)
+        async with held:
+            return await self._reply(request, body, single)
+
+    async def _reply(
+        self, request: web.Request, body: bytes, single: Request | None
+    ) -> web.StreamResponse:
         fault = self._take_fault(single)
         if fault is not None:
             self.faults_injected[fault.kind] += 1

@@ -22,7 +22,7 @@ from inftd.agents.events import NewEvent, record_events
 from inftd.daemon.generation.mints import mint_json
 from inftd.daemon.relayer.chain import Minted
 from inftd.daemon.relayer.fees import Fees
-from inftd.store.models import Generation, Mint, MintAttempt, table_of, utcnow
+from inftd.store.models import Generation, Mint, MintAttempt, VoidedMint, table_of, utcnow
 
 PENDING, SENT, MINED, CONFIRMED, FAILED = "pending", "sent", "mined", "confirmed", "failed"
 IN_FLIGHT = (SENT, MINED)
@@ -194,14 +194,18 @@ async def orphans(conn: AsyncConnection, signer: str) -> list[Any]:
 
 
 async def unsettled(conn: AsyncConnection) -> int:
-    """Mints not yet confirmed or failed, plus open attempts: 0 when the relayer is idle."""
+    """Mints not yet confirmed or failed, open attempts and open voided nonces: 0 when the
+    relayer is idle."""
     mints = await conn.scalar(
         select(func.count()).where(Mint.status.in_((PENDING, SENT, MINED))).select_from(Mint)
     )
     attempts = await conn.scalar(
         select(func.count()).where(MintAttempt.outcome.is_(None)).select_from(MintAttempt)
     )
-    return int(mints or 0) + int(attempts or 0)
+    voids = await conn.scalar(
+        select(func.count()).where(VoidedMint.outcome.is_(None)).select_from(VoidedMint)
+    )
+    return int(mints or 0) + int(attempts or 0) + int(voids or 0)
 
 
 # -- storing attempts -----------------------------------------------------------------------

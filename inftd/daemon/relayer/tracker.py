@@ -16,6 +16,8 @@ block the receipts lookup covers. For each open nonce:
 - not broadcast yet (a crash after storing), or unknown to the node: the stored bytes are
   sent again as they are.
 
+Nonces of mints a reorg voided are spent by cancels (``voids``).
+
 All RPC reads of a round happen first and concurrently; the writes then go one at a time,
 each in its own transaction, so a crash between two leaves each nonce whole.
 """
@@ -54,6 +56,7 @@ from inftd.daemon.relayer.store import (
     store_attempts,
     unmine,
 )
+from inftd.daemon.relayer.voids import settle_voids
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +100,8 @@ async def track_round(ctx: Context) -> int:
         elif seen.nonce >= latest:
             waiting.append(seen)
     await unblock(ctx, waiting, latest, head, stalled)
-    return len(groups) + await settle_mined(ctx, head) + await settle_orphans(ctx)
+    voids = await settle_voids(ctx, latest)
+    return len(groups) + voids + await settle_mined(ctx, head) + await settle_orphans(ctx)
 
 
 async def unblock(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -14,10 +15,10 @@ from inftd.daemon.devnet import BUYER, FRIEND, MINTER, Anvil, rpc_call
 from inftd.daemon.relayer.context import Hooks
 from inftd.daemon.relayer.store import NewAttempt
 from inftd.indexer.follower import Indexer
-from inftd.store.models import RelayerNonce
+from inftd.store.models import RelayerNonce, VoidedMint
 from tests.daemon.relayer.conftest import Crash, MakeRelayer, attempts, mined, minter_nonce, settle
 from tests.support.contracts import Contracts
-from tests.support.mints import assert_minted_once, finish_generations, mints
+from tests.support.mints import assert_minted_once, finish_generations, minted_logs, mints
 
 REPLACE_AFTER = 2  # blocks
 
@@ -216,3 +217,58 @@ async def test_a_mint_confirmed_at_once_is_sent_again_when_a_reorg_drops_it_unin
     assert sorted(a.nonce for a in await attempts(engine) if a.outcome == "mined") == [
         rows[gid].nonce for gid in sorted(rows, key=lambda g: rows[g].nonce)
     ]
+
+
+async def test_the_nonce_of_a_mint_whose_agent_a_reorg_removed_is_spent_by_a_cancel(
+    chain: Anvil,
+    contracts: Contracts,
+    engine: AsyncEngine,
+    indexer: Indexer,
+    make_relayer: MakeRelayer,
+) -> None:
+    """A reorg drops the purchase of an agent whose mint was signed and stored but not yet
+    on the chain: the rollback deletes the agent, its generation and its mint, and keeps the
+    nonce as voided. Without a cancel at it, no later mint of the key could ever be mined
+    (found by bench.chaos at 0 confirmations)."""
+    kept = contracts.buy(0, BUYER.address)
+    await indexer.sync_once()
+    before = contracts.snapshot()
+    doomed = contracts.buy(0, FRIEND.address)
+    await indexer.sync_once()
+    (gone,) = await finish_generations(engine, doomed, 1)
+    with pytest.raises(Crash):
+        await make_relayer(CrashAfterStore()).step()  # signed and stored, never broadcast
+    (signed,) = await attempts(engine)
+
+    contracts.revert(before)  # the purchase is gone, as in a reorg
+    branch = contracts.snapshot()
+    contracts.mine(3)
+    await indexer.sync_once()
+    assert gone not in await mints(engine)
+    later = await finish_generations(engine, kept, 2)
+    relayer = make_relayer()
+    await settle(relayer)
+    first_cancel = await voided(engine)
+    assert [v.outcome for v in first_cancel] == ["cancelled"]
+
+    contracts.revert(branch)  # another reorg: the cancel and the mints are gone too
+    contracts.mine(5)
+    await indexer.sync_once()
+    await settle(relayer)  # the void open again, its stored cancel sent again
+
+    rows = await mints(engine)
+    assert set(rows) == set(later)
+    assert_minted_once(contracts, rows, BUYER.address)
+    assert sorted(r.nonce for r in rows.values()) == [signed.nonce + 1, signed.nonce + 2]
+    voids = await voided(engine)
+    assert [(v.generation_id, v.nonce, v.outcome) for v in voids] == [
+        (gone, signed.nonce, "cancelled")
+    ]
+    assert voids[0].cancel_tx_hash == first_cancel[0].cancel_tx_hash
+    assert minter_nonce(contracts) == signed.nonce + 3
+    assert minted_logs(contracts, gone) == []
+
+
+async def voided(engine: AsyncEngine) -> list[Any]:
+    async with engine.connect() as conn:
+        return list(await conn.execute(select(VoidedMint)))
