@@ -48,7 +48,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from inftd.agents.events import Event
 from inftd.daemon.config import PushSettings
 from inftd.daemon.errors import DaemonError
-from inftd.store.models import EventRecord, PushDelivery, PushSubscription, SyncCursor, table_of
+from inftd.store.models import (
+    Agent,
+    EventRecord,
+    PushDelivery,
+    PushSubscription,
+    SyncCursor,
+    table_of,
+)
 from inftd.store.sql import insert_ignore
 
 log = logging.getLogger(__name__)
@@ -58,6 +65,7 @@ EVENT_BATCH = 500  # events turned into deliveries per pass
 SEND_BATCH = 50  # deliveries sent concurrently per pass
 PASS_INTERVAL = 0.5  # seconds between passes when idle
 MAX_URL = 2048  # characters of a webhook URL
+OPERATOR = "operator"  # created_by of a subscription an operator made (api/push.py)
 DELIVERIES = table_of(PushDelivery)
 
 
@@ -141,7 +149,9 @@ class PushDispatcher:
             after = await push_cursor(conn)
             events = (
                 await conn.execute(
-                    select(EventRecord.seq, EventRecord.token_id, EventRecord.type)
+                    select(
+                        EventRecord.seq, EventRecord.token_id, EventRecord.type, EventRecord.private
+                    )
                     .where(EventRecord.seq > after)
                     .order_by(EventRecord.seq)
                     .limit(EVENT_BATCH)
@@ -284,17 +294,34 @@ async def _move_cursor(conn: AsyncConnection, seq: int) -> None:
 
 
 async def _deliveries_for(conn: AsyncConnection, events: Sequence[Any]) -> list[dict[str, Any]]:
+    """One delivery per event and matching subscription. A private event goes only to the
+    subscriptions of the agent's owner as it is now (or an operator's): a seller's webhook
+    keeps the public events and gets no private one after the sale (invariant 5)."""
     tokens = {e.token_id for e in events if e.token_id is not None}
     subscriptions = (
         await conn.execute(
             select(
-                PushSubscription.id, PushSubscription.token_id, PushSubscription.event_types
+                PushSubscription.id,
+                PushSubscription.token_id,
+                PushSubscription.event_types,
+                PushSubscription.created_by,
             ).where(and_(PushSubscription.token_id.in_(tokens), PushSubscription.active.is_(True)))
         )
     ).all()
+    rows = await conn.execute(select(Agent.token_id, Agent.owner).where(Agent.token_id.in_(tokens)))
+    owners: dict[int, str] = {token_id: owner for token_id, owner in rows}
+
+    def entitled(s: Any, e: Any) -> bool:
+        if not e.private or s.created_by == OPERATOR:
+            return True
+        owner = owners.get(e.token_id)
+        return owner is not None and owner.lower() == s.created_by.lower()
+
     return [
         {"subscription_id": s.id, "event_seq": e.seq}
         for e in events
         for s in subscriptions
-        if s.token_id == e.token_id and (not s.event_types or e.type in s.event_types)
+        if s.token_id == e.token_id
+        and (not s.event_types or e.type in s.event_types)
+        and entitled(s, e)
     ]

@@ -77,9 +77,9 @@ async def subscribe(client: TestClient, url: str, token: str) -> dict[str, Any]:
     return body
 
 
-async def publish(client: TestClient, kind: str) -> None:
+async def publish(client: TestClient, kind: str, private: bool = False) -> None:
     async with runtime_of(client).engine.begin() as conn:
-        await record_events(conn, [NewEvent(kind, 1, {"n": 1})])
+        await record_events(conn, [NewEvent(kind, 1, {"n": 1}, private)])
 
 
 async def run_passes(dispatcher: PushDispatcher, until: Any, passes: int = 200) -> None:
@@ -109,6 +109,33 @@ async def test_a_failing_receiver_gets_the_event_after_retries(client: TestClien
     listed = await (await client.get("/v1/agents/1/webhooks", headers=bearer(token))).json()
     assert listed["webhooks"][0]["url"] == url
     assert "secret" not in listed["webhooks"][0]
+
+
+async def test_after_a_sale_the_sellers_webhook_gets_no_private_event(
+    client: TestClient, chain: Anvil, deployment: Deployment
+) -> None:
+    """Invariant 5 for push: the seller's subscription keeps the public events of the agent
+    it sold, and no private one from the sale on."""
+    token = await sign_in(client, BUYER)
+    runtime = runtime_of(client)
+    dispatcher = PushDispatcher(runtime.engine, runtime.settings.push)
+    async with Receiver(failures=0) as receiver:
+        await subscribe(client, receiver.url, token)
+        await publish(client, "memory.added", private=True)  # still the owner's: delivered
+        await run_passes(dispatcher, lambda: len(receiver.calls) == 1)
+        Contracts(chain.url, deployment).transfer(1, FRIEND.address)
+        await runtime.indexer.sync_once()
+        await publish(client, "learning.updated", private=True)
+        await publish(client, "credits.changed")
+        await run_passes(dispatcher, lambda: "credits.changed" in _kinds(receiver))
+        await run_passes(dispatcher, lambda: True)  # one more pass: nothing else was due
+    kinds = _kinds(receiver)
+    assert kinds[0] == "memory.added"
+    assert "learning.updated" not in kinds
+
+
+def _kinds(receiver: Receiver) -> list[str]:
+    return [headers["X-Inftd-Event"] for headers, _ in receiver.calls]
 
 
 async def test_a_receiver_that_keeps_failing_leaves_a_dead_letter(client: TestClient) -> None:

@@ -13,7 +13,7 @@ from inftd.agents.views import iso
 from inftd.daemon.access import require_owner
 from inftd.daemon.api.agents import token_id_of
 from inftd.daemon.http import RUNTIME, ApiError, json_response, read_json
-from inftd.daemon.push import PushTargetError, check_target, push_cursor
+from inftd.daemon.push import OPERATOR, PushTargetError, check_target, push_cursor
 from inftd.store.models import EventRecord, PushDelivery, PushSubscription
 
 MAX_SUBSCRIPTIONS = 10  # per agent
@@ -67,7 +67,7 @@ async def create_subscription(request: web.Request) -> web.Response:
         "url": body["url"],
         "secret": secrets.token_urlsafe(32),
         "event_types": _event_types(body),
-        "created_by": principal.address or "operator",
+        "created_by": principal.address or OPERATOR,
     }
     async with runtime.engine.begin() as conn:
         count = await conn.scalar(select(func.count()).where(PushSubscription.token_id == token_id))
