@@ -101,14 +101,14 @@ def _roles(found: list[Process]) -> dict[str, Any]:
             elif p.state("relayer") == STANDBY:
                 entry["standbys"].append(p.id)
     leaders = having("indexer", LEADER)
+    leader: dict[str, Any] = next((p.facts.get("indexer", {}) for p in live if p.id in leaders), {})
     running = [p.facts.get("worker", {}).get("jobsRunning") or 0 for p in live]
     return {
         "indexer": {
             "leader": leaders[0] if leaders else None,
             "standbys": having("indexer", STANDBY),
-            "halted": next(
-                (p.facts["indexer"].get("halted") for p in live if p.id in leaders), None
-            ),
+            "halted": leader.get("halted"),
+            "failing": leader.get("failing"),
         },
         "worker": {"alive": having("worker"), "jobsRunning": sum(running)},
         "relayer": {"signers": signers},
@@ -147,6 +147,8 @@ def problems(report: dict[str, Any]) -> list[str]:
         found_problems.append("no live indexer leader")
     elif roles["indexer"]["halted"]:
         found_problems.append(f"the indexer halted: {roles['indexer']['halted']}")
+    elif roles["indexer"]["failing"]:
+        found_problems.append(f"the indexer's syncs fail: {roles['indexer']['failing']}")
     no_worker = not roles["worker"]["alive"]
     if no_worker and report["queue"].get("queued", 0):
         found_problems.append(f"{report['queue']['queued']} job(s) queued and no live worker")

@@ -32,6 +32,7 @@ from inftd.store.db import is_sqlite
 log = logging.getLogger(__name__)
 
 HUB_ROLES = frozenset({"api", "worker"})  # the roles that read events as they are stored
+FAILING_AFTER = 3  # indexer syncs failed in a row before `inftd status` calls it a problem
 
 
 def roles_of(settings: Settings) -> tuple[str, ...]:
@@ -90,7 +91,9 @@ async def indexer_role(elections: Elections) -> Work:
     runtime = elections.runtime
 
     async def halted() -> Facts:
-        return {"halted": runtime.indexer.stats.halted}
+        stats = runtime.indexer.stats
+        failing = stats.failing if stats.failures >= FAILING_AFTER else None
+        return {"halted": stats.halted, "failing": failing}
 
     elections.beat.probes["indexer"] = halted
     leadership = await elections.enter("indexer", "indexer")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import case, delete, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from inftd.indexer.decode import ChainLog, Decoder
@@ -36,7 +37,8 @@ from inftd.store.sql import insert_ignore
 log = logging.getLogger(__name__)
 
 CURSOR = "main"  # the name of the indexer's row in sync_cursor
-RETRY_PAUSE_MAX = 30.0  # seconds between attempts while the RPC keeps failing
+RETRY_PAUSE_MAX = 30.0  # seconds between attempts while syncs keep failing
+REASON_MAX_CHARS = 300  # of a failure's reason in /v1/status
 
 
 class ReorgTooDeep(IndexerError):
@@ -75,6 +77,8 @@ class IndexerStats:
     problems: int = 0
     direct: int = 0  # events stored and applied in one pass from memory (the fast path)
     halted: str | None = None
+    failures: int = 0  # syncs failed in a row
+    failing: str | None = None  # why the last sync failed, while they keep failing
 
     def record(self, result: ApplyResult) -> None:
         self.applied.update(result.applied)
@@ -124,19 +128,26 @@ class Indexer:
                 await asyncio.gather(heads, return_exceptions=True)
 
     async def _follow(self, stop: asyncio.Event) -> None:
-        failures = 0
+        """Sync after sync. Only a deep reorg ends it: any other failure rolled its
+        transaction back whole, so the next sync starts again from the stored cursor. A
+        node or a database that is away (or a deadlock) is waited out; anything else is
+        logged with its traceback and tried again, backing off, never dropped silently."""
+        stats = self.stats
         while not stop.is_set():
             try:
                 await self.sync_once()
-                failures = 0
-            except RpcError as exc:
-                failures += 1
-                log.warning("indexer: RPC failed (%d in a row): %s", failures, exc)
+                stats.failures, stats.failing = 0, None
             except ReorgTooDeep as exc:
-                self.stats.halted = str(exc)
+                stats.halted = str(exc)
                 log.error("indexer halted: %s", exc)
                 raise
-            pause = min(RETRY_PAUSE_MAX, self.config.poll_interval * 2**failures)
+            except (RpcError, DBAPIError) as exc:
+                stats.failures, stats.failing = stats.failures + 1, _reason(exc)
+                log.warning("indexer: sync failed (%d in a row): %s", stats.failures, stats.failing)
+            except Exception as exc:
+                stats.failures, stats.failing = stats.failures + 1, _reason(exc)
+                log.exception("indexer: sync failed (%d in a row)", stats.failures)
+            pause = min(RETRY_PAUSE_MAX, self.config.poll_interval * 2**stats.failures)
             await _wait_any(stop, self.wake, pause)
             self.wake.clear()
 
@@ -367,6 +378,13 @@ async def _move_cursor(conn: AsyncConnection, block: BlockRef) -> None:
 
 async def _forget_blocks_below(conn: AsyncConnection, number: int) -> None:
     await conn.execute(delete(table_of(BlockWindow)).where(BlockWindow.number < number))
+
+
+def _reason(exc: Exception) -> str:
+    """One line for /v1/status: a database error without its SQL and parameters."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    text = (str(cause).strip().splitlines() or [""])[0]
+    return f"{type(cause).__name__}: {text}"[:REASON_MAX_CHARS]
 
 
 async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:

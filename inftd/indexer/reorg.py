@@ -83,6 +83,16 @@ async def void_signed_mints(conn: AsyncConnection, ancestor: int) -> int:
     and a nonce nobody spends would hold back every later mint (found by bench.chaos)."""
     dropped = select(ChainEvent.id).where(ChainEvent.block_number > ancestor)
     doomed_agents = select(Agent.token_id).where(Agent.created_event_id.in_(dropped))
+    doomed = (Generation.chain_event_id.in_(dropped)) | (Generation.token_id.in_(doomed_agents))
+    # First wait for a relayer signing one of these mints (it holds the mint's row until
+    # its attempts commit) and keep relayers off them until the delete: on PostgreSQL each
+    # statement sees what committed before it, so attempts committed between the select
+    # below and the delete were lost with their nonces (found by bench.chaos).
+    await conn.execute(
+        select(Mint.generation_id)
+        .where(Mint.generation_id.in_(select(Generation.id).where(doomed)))
+        .with_for_update()
+    )
 
     def newest(column: Any) -> Any:  # of the mint's newest attempt
         return (
@@ -105,9 +115,7 @@ async def void_signed_mints(conn: AsyncConnection, ancestor: int) -> int:
             )
             .join(Generation, Generation.id == Mint.generation_id)
             .where(Mint.nonce.is_not(None), Mint.signer.is_not(None))
-            .where(
-                (Generation.chain_event_id.in_(dropped)) | (Generation.token_id.in_(doomed_agents))
-            )
+            .where(doomed)
         )
     ).all()
     for row in rows:

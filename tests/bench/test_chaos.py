@@ -30,6 +30,7 @@ POSTGRES_SECONDS = 25.0
 CONFIRMATIONS = 4
 MIN_OPERATIONS = 100  # a minute of four workers does several hundred
 INVARIANTS = {1, 2, 3, 4, 7}
+VIOLATIONS_SHOWN = 20  # in a failure's message, before the daemons' errors
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -46,10 +47,11 @@ async def sqlite_run(
         yield world, report
 
 
-def assert_did_things_and_held(report: Report) -> None:
+def assert_did_things_and_held(world: World, report: Report) -> None:
     findings = report.findings
-    assert findings.violations == [], "\n".join(map(str, findings.violations))
-    assert report.settled
+    said = [*map(str, findings.violations[:VIOLATIONS_SHOWN]), *daemon_errors(world)]
+    assert findings.violations == [], "\n".join(said)
+    assert report.settled, "\n".join(daemon_errors(world))
     assert report.strikes.kills >= 1
     assert report.strikes.reorgs >= 1
     assert sum(report.rpc_faults.values()) >= 1
@@ -66,7 +68,19 @@ def assert_did_things_and_held(report: Report) -> None:
 async def test_a_minute_of_chaos_on_sqlite_breaks_no_invariant(
     sqlite_run: tuple[World, Report],
 ) -> None:
-    assert_did_things_and_held(sqlite_run[1])
+    assert_did_things_and_held(*sqlite_run)
+
+
+def daemon_errors(world: World, lines: int = 40) -> list[str]:
+    """What the daemons logged at ERROR (and the tracebacks after) and the indexer's failed
+    syncs, for a failure's message: a CI run keeps no work folder to read afterwards."""
+    found: list[str] = []
+    for daemon in world.daemons.daemons:
+        logged = daemon.log.read_text(errors="replace").splitlines() if daemon.log.exists() else []
+        for i, line in enumerate(logged):
+            if any(mark in line for mark in (" ERROR ", " CRITICAL ", "sync failed")):
+                found.extend(f"{daemon.name}: {text}" for text in logged[i : i + 12])
+    return found[-lines:] or ["the daemons logged no error"]
 
 
 def corrupted_copy(database: Path, copy: Path) -> dict[str, str]:
@@ -127,5 +141,5 @@ async def test_chaos_on_postgresql_breaks_no_invariant(postgres_url: str, tmp_pa
         work_dir=tmp_path,
         confirmations=CONFIRMATIONS,
     )
-    async with chaos(options) as (_, report):
-        assert_did_things_and_held(report)
+    async with chaos(options) as (world, report):
+        assert_did_things_and_held(world, report)

@@ -89,7 +89,7 @@ async def test_the_report_names_leaders_and_standbys_and_is_healthy(engine: Asyn
     found = await report(engine)
     assert found["problems"] == []
     assert found["roles"] == {
-        "indexer": {"leader": "a", "standbys": ["b"], "halted": None},
+        "indexer": {"leader": "a", "standbys": ["b"], "halted": None, "failing": None},
         "worker": {"alive": ["c"], "jobsRunning": 0},
         "relayer": {"signers": {"0xM": {"leader": "a", "standbys": ["b"], "inFlight": None}}},
         "api": {"alive": ["c"]},
@@ -124,5 +124,10 @@ async def test_work_without_its_role_is_a_problem(engine: AsyncEngine) -> None:
     await beating(engine, "b", ["indexer"], indexer={"state": LEADER, "halted": "reorg too deep"})
     assert (await report(engine))["problems"] == [
         "the indexer halted: reorg too deep",
+        "1 job(s) queued and no live worker",
+    ]
+    await beating(engine, "b", ["indexer"], indexer={"state": LEADER, "failing": "database locked"})
+    assert (await report(engine))["problems"] == [
+        "the indexer's syncs fail: database locked",
         "1 job(s) queued and no live worker",
     ]

@@ -1,9 +1,12 @@
-"""The indexer's run loop: it waits out RPC faults, wakes on demand, and halts on a deep reorg."""
+"""The indexer's run loop: it waits out RPC faults and a database that fails its writes,
+wakes on demand, and halts on a deep reorg."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -12,8 +15,11 @@ from inftd.daemon.devnet import BUYER, FRIEND, Anvil
 from inftd.indexer.deployment import Deployment
 from inftd.indexer.follower import Indexer, IndexerConfig, ReorgTooDeep
 from inftd.indexer.rpc import ChainRpc
+from inftd.store import db
+from inftd.store.db import create_async, sqlite_url
 from tests.support.contracts import Contracts
 from tests.support.faultproxy import FaultProxy
+from tests.support.schema import at_head
 from tests.support.state import agents
 
 
@@ -44,6 +50,48 @@ async def test_the_loop_outlasts_a_failing_node_and_catches_up(
             await rpc.close()
         assert proxy.faults_injected["500"] == 6
     assert (await agents(engine))[token] == (BUYER.address, 100)
+
+
+async def test_the_loop_waits_out_a_database_that_fails_its_writes_and_says_why(
+    chain: Anvil,
+    deployment: Deployment,
+    contracts: Contracts,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another writer holds SQLite's write lock past the busy timeout, so every sync fails
+    with "database is locked", as a deadlock or a restarting server fails them on
+    PostgreSQL. The loop goes on (once, such an error ended it for good while the process
+    and its leader lock stayed up), says why in its stats, and catches up after."""
+    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 50)
+    path = tmp_path / "locked.db"
+    at_head(sqlite_url(path))
+    engine = create_async(sqlite_url(path))
+    token = contracts.buy(0)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    rpc = ChainRpc([chain.url])
+    indexer = Indexer(rpc, engine, deployment, IndexerConfig(window=4, poll_interval=0.05))
+    stop = asyncio.Event()
+    task = asyncio.create_task(indexer.run(stop))
+    try:
+        await wait_for(lambda: _failed_twice(indexer))
+        assert "database is locked" in str(indexer.stats.failing)
+        assert not task.done()
+        blocker.execute("ROLLBACK")
+        indexer.wake.set()
+        await wait_for(lambda: _has(engine, token))
+        assert indexer.stats.failing is None
+    finally:
+        blocker.close()
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await rpc.close()
+        await engine.dispose()
+
+
+async def _failed_twice(indexer: Indexer) -> bool:
+    return indexer.stats.failures >= 2
 
 
 async def _has(engine: AsyncEngine, token: int) -> bool:

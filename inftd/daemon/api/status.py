@@ -49,6 +49,7 @@ async def status_document(runtime: Runtime) -> dict[str, Any]:
         cluster = await cluster_report(conn)
     indexer = report.as_json(head)
     indexer["halted"] = runtime.indexer.stats.halted
+    indexer["failing"] = runtime.indexer.stats.failing
     indexer["webhook"] = dict(sorted(runtime.webhook_counts.items()))
     generation = runtime.generation() if runtime.generation is not None else None
     return {

@@ -594,6 +594,7 @@ def _schemas_common() -> dict[str, Schema]:
                 "projectionProblems": COUNT,
                 "eventsByKind": counts("Applied chain events by event name"),
                 "halted": nullable(STRING),
+                "failing": nullable(STRING),
                 "webhook": counts("Webhook logs by outcome, and requests refused"),
             }
         ),

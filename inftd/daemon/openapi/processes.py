@@ -31,7 +31,7 @@ def _schemas() -> dict[str, Schema]:
                 "facts": {
                     "type": "object",
                     "description": "per role: state (leader, standby, off), jobsRunning, "
-                    "signer, inFlight, halted",
+                    "signer, inFlight, halted, failing",
                     "additionalProperties": {"type": "object"},
                 },
             }
@@ -39,7 +39,12 @@ def _schemas() -> dict[str, Schema]:
         "Roles": obj(
             {
                 "indexer": obj(
-                    {"leader": nullable(STRING), "standbys": STRINGS, "halted": nullable(STRING)}
+                    {
+                        "leader": nullable(STRING),
+                        "standbys": STRINGS,
+                        "halted": nullable(STRING),
+                        "failing": nullable(STRING),
+                    }
                 ),
                 "worker": obj({"alive": STRINGS, "jobsRunning": COUNT}),
                 "relayer": obj(

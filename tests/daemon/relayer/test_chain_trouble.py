@@ -3,12 +3,13 @@ another transaction of the same key spends a nonce the relayer had: the gap is r
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inftd.daemon.devnet import BUYER, FRIEND, MINTER, Anvil, rpc_call
@@ -272,3 +273,65 @@ async def test_the_nonce_of_a_mint_whose_agent_a_reorg_removed_is_spent_by_a_can
 async def voided(engine: AsyncEngine) -> list[Any]:
     async with engine.connect() as conn:
         return list(await conn.execute(select(VoidedMint)))
+
+
+ON_POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
+
+
+@pytest.mark.parametrize("database_url", [ON_POSTGRES], indirect=True)
+async def test_a_mint_signed_while_a_reorg_removes_its_agent_keeps_its_nonce(
+    chain: Anvil,
+    contracts: Contracts,
+    engine: AsyncEngine,
+    indexer: Indexer,
+    make_relayer: MakeRelayer,
+) -> None:
+    """On PostgreSQL each statement of the rollback sees what others committed before it:
+    a relayer committing a signed mint after the rollback looked for signed mints, and
+    before its delete took the mint away, lost that nonce, and every later mint of the key
+    waited behind the gap (bench.chaos with two processes found it). The rollback waits
+    for a transaction signing one of its mints and voids what it signed. (SQLite's writers
+    take turns, and a stale reader cannot write there.)"""
+    kept = contracts.buy(0, BUYER.address)
+    await indexer.sync_once()
+    before = contracts.snapshot()
+    doomed = contracts.buy(0, FRIEND.address)
+    await indexer.sync_once()
+    (gone,) = await finish_generations(engine, doomed, 1)
+    signed: list[int] = []
+    rollbacks: list[asyncio.Task[int]] = []
+
+    class ReorgWhileSigning(Hooks):
+        async def after_sign(self, attempts: Sequence[NewAttempt]) -> None:
+            if signed:  # the mints after it sign undisturbed
+                return
+            signed.extend(a.nonce for a in attempts)
+            contracts.revert(before)  # the purchase is gone, as in a reorg
+            contracts.mine(3)
+            rollbacks.append(asyncio.create_task(indexer.sync_once()))
+            await blocked_on_a_lock(engine)  # the rollback waits for this transaction
+
+    relayer = make_relayer(ReorgWhileSigning())
+    await relayer.step()
+    await asyncio.wait_for(rollbacks[0], 30)
+    assert gone not in await mints(engine)
+    assert [(v.generation_id, v.nonce) for v in await voided(engine)] == [(gone, signed[0])]
+
+    later = await finish_generations(engine, kept, 1)
+    await settle(relayer)
+    assert_minted_once(contracts, await mints(engine), BUYER.address)
+    assert set(await mints(engine)) == set(later)
+    assert minter_nonce(contracts) == signed[0] + 2  # the voided nonce spent, the next mined
+    assert [v.outcome is not None for v in await voided(engine)] == [True]
+
+
+async def blocked_on_a_lock(engine: AsyncEngine, seconds: float = 15.0) -> None:
+    """Until another session of this database waits for a lock."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    async with asyncio.timeout(seconds), engine.connect() as conn:
+        while not await conn.scalar(query):
+            await conn.rollback()  # a new snapshot of pg_stat_activity each time
+            await asyncio.sleep(0.02)
