@@ -8,7 +8,6 @@ file, act on chain, index, and wait for the page to show the change without a re
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import re
 import struct
@@ -115,10 +114,6 @@ async def browser() -> AsyncIterator[Browser]:
             yield launched
         finally:
             await launched.close()
-    # The driver's subprocess transports, finalized now while this test's loop still runs:
-    # collected later, after the loop closed, each raises "Event loop is closed" inside
-    # whatever test is running then (a CI run failed another console test on four).
-    gc.collect()
 
 
 @dataclass
