@@ -90,12 +90,12 @@ async def run_indexer(runtime: Runtime, stop: asyncio.Event) -> None:
 async def indexer_role(elections: Elections) -> Work:
     runtime = elections.runtime
 
-    async def halted() -> Facts:
+    async def health() -> Facts:
         stats = runtime.indexer.stats
         failing = stats.failing if stats.failures >= FAILING_AFTER else None
         return {"halted": stats.halted, "failing": failing}
 
-    elections.beat.probes["indexer"] = halted
+    elections.beat.probes["indexer"] = health
     leadership = await elections.enter("indexer", "indexer")
     return lambda stop: led(leadership, lambda s: run_indexer(runtime, s), stop)
 

@@ -19,9 +19,10 @@ GENERATIONS = 200  # half on each of two package tokens, with different owners
 
 
 DEADLINE = 90.0  # seconds: a bound on waiting, not a speed figure
-# Nothing else sends with the key here, so no nonce is ever taken from the relayers: the
-# tests' short grace (FAST) would read a receipt slow to show on a loaded machine as such a
-# gap and sign the mint again at a new nonce (a CI run did: 231 attempts for 200 mints).
+# Nothing else sends with the key here, so no nonce is ever taken from the relayers. The
+# tests' short grace (FAST) can read a receipt slow to show on a loaded machine as such a
+# gap and sign the mint again at a new nonce: the likely cause of a loaded CI run's 231
+# attempts for 200 mints.
 GAP_GRACE = 30.0
 
 
