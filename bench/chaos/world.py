@@ -77,6 +77,12 @@ def users() -> list[DevAccount]:
     return found
 
 
+# Block states Anvil keeps, in memory only: the reorgs (faults.MAX_REORG_DEPTH) and the
+# relayer's replays at a receipt's block stay far inside. With its default disk cache,
+# Anvil rolled back to an empty state once the chain passed ~1,000 blocks (devnet.Anvil).
+NODE_STATES = 512
+
+
 @dataclass
 class Providers:
     """The fake providers' apps (to script faults on) and their base URLs."""
@@ -150,7 +156,9 @@ async def open_world(
     await asyncio.to_thread(work_dir.mkdir, parents=True, exist_ok=True)
     database_url = database_url or sqlite_url(work_dir / "inftd.db")
     async with AsyncExitStack() as stack:
-        chain = stack.enter_context(Anvil(log_file=work_dir / "anvil.log"))
+        chain = stack.enter_context(
+            Anvil(log_file=work_dir / "anvil.log", states_in_memory=NODE_STATES)
+        )
         deployment = await asyncio.to_thread(deploy_dev, chain.url)
         deployment_file = work_dir / "deployment.json"
         deployment.write(deployment_file)

@@ -105,10 +105,17 @@ class Anvil:
         state_file: Path | None = None,
         chain_id: int = 31337,
         log_file: Path | None = None,
+        states_in_memory: int | None = None,
     ) -> None:
+        """``states_in_memory``: keep the last N block states in memory and none on disk
+        (``--prune-history N``). Needed where ``anvil_reorg`` runs on a chain past about a
+        thousand blocks: Anvil 1.7.1 then rolls back to an empty state (no contract code,
+        no balances) when the target state has moved to its disk cache. Older states are
+        gone (calls at old blocks fail); blocks, receipts and logs stay."""
         self.state_file = state_file
         self.chain_id = chain_id
         self.log_file = log_file
+        self.states_in_memory = states_in_memory
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -131,6 +138,8 @@ class Anvil:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
             command += ["--state", str(self.state_file)]
             command += ["--transaction-block-keeper", str(TX_KEEPER)]
+        if self.states_in_memory is not None:
+            command += ["--prune-history", str(self.states_in_memory)]
         return command
 
     def start(self) -> None:

@@ -493,7 +493,8 @@ class VoidedMint(Base):
     request_key: Mapped[str] = mapped_column(Hash32, unique=True)
     signer: Mapped[str] = mapped_column(Address)
     nonce: Mapped[int] = mapped_column(BigInteger)
-    max_fee_per_gas: Mapped[Decimal] = mapped_column(Wei)  # of its newest attempt
+    # Fees of the newest transaction at the nonce: the mint's newest attempt, then its cancel.
+    max_fee_per_gas: Mapped[Decimal] = mapped_column(Wei)
     max_priority_fee_per_gas: Mapped[Decimal] = mapped_column(Wei)
     cancel_tx_hash: Mapped[str | None] = mapped_column(Hash32)
     cancel_raw_tx: Mapped[bytes | None] = mapped_column(LargeBinary)

@@ -10,6 +10,7 @@ import time
 
 from bench.chaos.faults import Strikes, reorg_once
 from bench.chaos.gate import MiningGate, holes
+from bench.chaos.world import NODE_STATES
 from inftd.daemon.devnet import Anvil, rpc_call
 
 SECONDS = 6.0  # of senders and reorgs; without the gate, Anvil lost blocks within seconds
@@ -54,7 +55,7 @@ def test_a_reorg_waits_for_senders_in_and_keeps_new_ones_out() -> None:
 def test_anvil_keeps_every_block_when_reorgs_go_through_the_gate() -> None:
     gate = MiningGate()
     strikes = Strikes()
-    with Anvil() as anvil:
+    with Anvil(states_in_memory=NODE_STATES) as anvil:
         accounts = rpc_call(anvil.url, "eth_accounts")
         stop = time.monotonic() + SECONDS
 

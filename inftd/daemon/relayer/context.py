@@ -83,6 +83,9 @@ class Context:
     nonces: NonceAllocator = field(init=False)
     stall: Stall = field(default_factory=Stall)
     gaps: Gaps = field(init=False)
+    # Cancel transaction hash -> the head this process first saw it pending at (in memory,
+    # as ``stall``: after a restart the count starts again, at worst delaying a fee bump).
+    cancels_seen: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.fees = FeePolicy(self.settings)

@@ -100,7 +100,7 @@ async def track_round(ctx: Context) -> int:
         elif seen.nonce >= latest:
             waiting.append(seen)
     await unblock(ctx, waiting, latest, head, stalled)
-    voids = await settle_voids(ctx, latest)
+    voids = await settle_voids(ctx, latest, head, stalled)
     return len(groups) + voids + await settle_mined(ctx, head) + await settle_orphans(ctx)
 
 

@@ -8,6 +8,9 @@ above the voided transaction's, so it also replaces that one in a pool that stil
 it. Once the chain's nonce is past it, the void is settled: ``minted`` if the mint got
 mined first (an NFT for a request the chain no longer has: logged), else ``cancelled``
 (by the cancel, or by the voided transaction reverting).
+A cancel left out of blocks (fees below the market's) is signed again with bumped fees
+once the key's nonce has stood still at it for ``replace_after_blocks``, as a mint would be;
+any transaction at the nonce settles the void, so the one replaced may still win.
 A settled void whose nonce the chain gives back (a reorg dropped the block that spent it)
 is open again, and its stored cancel goes out again at the same nonce.
 """
@@ -66,11 +69,22 @@ async def open_voids(conn: AsyncConnection, signer: str, latest: int) -> list[Vo
     ]
 
 
-async def _store_cancel(conn: AsyncConnection, void: Void, tx_hash: str, raw: bytes) -> bool:
+async def _store_cancel(
+    conn: AsyncConnection, void: Void, tx_hash: str, raw: bytes, fees: Fees
+) -> bool:
+    """The cancel and its fees (the newest at the nonce, which a bump must outbid); False
+    if another relayer process stored one first."""
+    before = VOIDS.c.cancel_tx_hash
+    unchanged = before.is_(None) if void.cancel_tx_hash is None else before == void.cancel_tx_hash
     result = await conn.execute(
         update(VOIDS)
-        .where(VOIDS.c.id == void.id, VOIDS.c.cancel_tx_hash.is_(None))
-        .values(cancel_tx_hash=tx_hash, cancel_raw_tx=raw)
+        .where(VOIDS.c.id == void.id, unchanged)
+        .values(
+            cancel_tx_hash=tx_hash,
+            cancel_raw_tx=raw,
+            max_fee_per_gas=fees.max_fee,
+            max_priority_fee_per_gas=fees.priority,
+        )
     )
     return bool(result.rowcount)
 
@@ -98,8 +112,9 @@ def sign_cancel(ctx: Context, nonce: int, fees: Fees) -> tuple[str, bytes]:
     return signed.hash.to_0x_hex(), bytes(signed.raw_transaction)
 
 
-async def settle_voids(ctx: Context, latest: int) -> int:
-    """One pass over the open voids at the key's nonce ``latest``; how many it saw."""
+async def settle_voids(ctx: Context, latest: int, head: int, stalled: int) -> int:
+    """One pass over the open voids at the key's nonce ``latest`` (standing still since
+    block ``stalled``); how many it saw."""
     async with ctx.engine.connect() as conn:
         voids = await open_voids(conn, ctx.signer, latest)
     for void in voids:
@@ -108,6 +123,7 @@ async def settle_voids(ctx: Context, latest: int) -> int:
                 await _settle(conn, void, None)
             log.warning("nonce %d of a voided mint was given back by a reorg", void.nonce)
         if void.nonce < latest:
+            ctx.cancels_seen.pop(void.cancel_tx_hash or "", None)
             minted = await ctx.chain.is_minted(void.request_key)
             async with ctx.engine.begin() as conn:
                 await _settle(conn, void, "minted" if minted else "cancelled")
@@ -117,19 +133,42 @@ async def settle_voids(ctx: Context, latest: int) -> int:
                     void.nonce,
                     void.request_key,
                 )
-        elif void.cancel_raw_tx is None:
-            await _cancel(ctx, void)
+        elif void.cancel_raw_tx is None or (
+            void.nonce == latest and _stuck(ctx, void, head, stalled)
+        ):  # the first cancel, or a bump of one left out of blocks
+            await _cancel(ctx, void, head)
         elif void.cancel_tx_hash and not await ctx.chain.known(void.cancel_tx_hash):
             await broadcast(ctx, [(void.cancel_tx_hash, void.cancel_raw_tx)])
     return len(voids)
 
 
-async def _cancel(ctx: Context, void: Void) -> None:
+def _stuck(ctx: Context, void: Void, head: int, stalled: int) -> bool:
+    """Whether the key's nonce, at this void, and its cancel have stood still for
+    ``replace_after_blocks`` (counted from when this process saw the cancel)."""
+    assert void.cancel_tx_hash is not None
+    seen = ctx.cancels_seen.setdefault(void.cancel_tx_hash, head)
+    return head - max(stalled, seen) >= ctx.settings.replace_after_blocks
+
+
+async def _cancel(ctx: Context, void: Void, head: int) -> None:
+    """Sign and send a cancel at the void's nonce, above the fees of the newest transaction
+    there (the voided mint's, or the cancel it replaces)."""
     fresh = await ctx.fresh_fees()
-    fees = ctx.fees.bump(void.fees, fresh) or ctx.fees.capped(fresh)
+    fees = ctx.fees.bump(void.fees, fresh)
+    if fees is None and void.cancel_tx_hash is not None:
+        log.warning("nonce %d: cancel %s is stuck at the fee cap", void.nonce, void.cancel_tx_hash)
+        return
+    fees = fees or ctx.fees.capped(fresh)
     tx_hash, raw = await asyncio.to_thread(sign_cancel, ctx, void.nonce, fees)
     async with ctx.engine.begin() as conn:
-        if not await _store_cancel(conn, void, tx_hash, raw):
+        if not await _store_cancel(conn, void, tx_hash, raw, fees):
             return  # another relayer process cancelled it first
-    log.warning("nonce %d: its mint's generation left the chain; cancel %s", void.nonce, tx_hash)
+    ctx.cancels_seen.pop(void.cancel_tx_hash or "", None)
+    ctx.cancels_seen[tx_hash] = head
+    if void.cancel_tx_hash is None:
+        log.warning(
+            "nonce %d: its mint's generation left the chain; cancel %s", void.nonce, tx_hash
+        )
+    else:
+        log.info("nonce %d: cancel %s replaced by %s", void.nonce, void.cancel_tx_hash, tx_hash)
     await broadcast(ctx, [(tx_hash, raw)])

@@ -38,6 +38,20 @@ def manual_mining(chain: Anvil) -> Iterator[str]:
         rpc_call(chain.url, "evm_setAutomine", [True])
 
 
+def left_out_of_blocks(url: str, max_fee: Any) -> None:
+    """REPLACE_AFTER blocks mined without a transaction capped at ``max_fee``: the base
+    fee raised far above it."""
+    rpc_call(url, "anvil_setNextBlockBaseFeePerGas", [hex(int(max_fee) * 10)])
+    for _ in range(REPLACE_AFTER):
+        rpc_call(url, "evm_mine")
+
+
+def assert_bumped(first: Any, second: Any) -> None:
+    """``second``'s fees replace ``first``'s: both raised by the relayer's 20% at least."""
+    assert second.max_fee_per_gas > first.max_fee_per_gas
+    assert second.max_priority_fee_per_gas >= first.max_priority_fee_per_gas * 120 // 100
+
+
 class CrashAfterStore(Hooks):
     async def after_store(self, attempts: Sequence[NewAttempt]) -> None:
         raise Crash("after store")
@@ -66,17 +80,13 @@ async def test_a_transaction_not_mined_in_time_is_replaced_at_its_nonce(
         await relayer.step()
         (first,) = await attempts(engine)
         assert first.broadcast_at is not None
-        # Base fee far above the transaction's cap: the blocks leave it out.
-        rpc_call(url, "anvil_setNextBlockBaseFeePerGas", [hex(int(first.max_fee_per_gas) * 10)])
-        for _ in range(REPLACE_AFTER):
-            rpc_call(url, "evm_mine")
+        left_out_of_blocks(url, first.max_fee_per_gas)
         assert minter_nonce(contracts) == first.nonce  # not mined
 
         await relayer.step()
         first, second = await attempts(engine)
         assert second.nonce == first.nonce
-        assert second.max_fee_per_gas > first.max_fee_per_gas
-        assert second.max_priority_fee_per_gas >= first.max_priority_fee_per_gas * 120 // 100
+        assert_bumped(first, second)
         rpc_call(url, "evm_mine")
         await settle(relayer)
 
@@ -268,6 +278,48 @@ async def test_the_nonce_of_a_mint_whose_agent_a_reorg_removed_is_spent_by_a_can
     assert voids[0].cancel_tx_hash == first_cancel[0].cancel_tx_hash
     assert minter_nonce(contracts) == signed.nonce + 3
     assert minted_logs(contracts, gone) == []
+
+
+async def test_a_cancel_left_out_of_blocks_is_replaced_with_higher_fees(
+    chain: Anvil,
+    contracts: Contracts,
+    engine: AsyncEngine,
+    indexer: Indexer,
+    make_relayer: MakeRelayer,
+) -> None:
+    """A voided nonce's cancel priced under the market would hold every later mint back
+    as the voided mint did: it is bumped like a stuck mint."""
+    before = contracts.snapshot()
+    doomed = contracts.buy(0, FRIEND.address)
+    await indexer.sync_once()
+    await finish_generations(engine, doomed, 1)
+    with pytest.raises(Crash):
+        await make_relayer(CrashAfterStore()).step()  # signed and stored, never broadcast
+    (signed,) = await attempts(engine)
+    contracts.revert(before)  # the purchase is gone, as in a reorg
+    contracts.mine(3)
+    await indexer.sync_once()
+    relayer = make_relayer(replace_after_blocks=REPLACE_AFTER)
+    with manual_mining(chain) as url:
+        await relayer.step()
+        (first,) = await voided(engine)
+        assert first.cancel_tx_hash is not None
+        left_out_of_blocks(url, first.max_fee_per_gas)
+        assert minter_nonce(contracts) == signed.nonce  # not mined
+
+        await relayer.step()
+        (second,) = await voided(engine)
+        assert second.cancel_tx_hash != first.cancel_tx_hash
+        assert_bumped(first, second)
+        rpc_call(url, "evm_mine")
+        await settle(relayer)
+
+    (done,) = await voided(engine)
+    assert (done.outcome, done.cancel_tx_hash) == ("cancelled", second.cancel_tx_hash)
+    receipt = rpc_call(chain.url, "eth_getTransactionReceipt", [second.cancel_tx_hash])
+    assert receipt is not None
+    assert int(receipt["status"], 16) == 1
+    assert minter_nonce(contracts) == signed.nonce + 1
 
 
 async def voided(engine: AsyncEngine) -> list[Any]:
