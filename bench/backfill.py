@@ -10,7 +10,9 @@ One run, one chain, every figure measured in it (see bench/README.md for what ea
 2. inftd backfill into a fresh SQLite file, then into a fresh PostgreSQL database
    (``Indexer.sync_once`` with a small reorg window, so nearly all goes the bulk path);
 3. the raw limit: the same eth_getLogs ranges each backfill made, fetched and JSON-parsed
-   with no decoding or storing (best of a few passes);
+   with no decoding or storing (best of a few passes); around each of these passes and
+   each backfill, the CPU seconds used by this process, Anvil and the PostgreSQL server's
+   backends (from /proc), and the shortest wall time and best ratio that CPU allows;
 4. a naive baseline: web3.py ``get_logs`` per 1,000 blocks, web3 event decoding, and one
    ORM insert + commit per event into SQLite (on a prefix, extrapolated, when asked);
 5. live latency: the daemon in-process (new heads over eth_subscribe), purchases mined one
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -34,6 +37,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import deque
@@ -99,6 +103,8 @@ RECEIPT_POLLS = 10_000  # eth_getTransactionReceipt attempts, 1 ms apart, before
 LIVE_TIMEOUT = 30.0  # seconds one purchase may take to show up on the API
 AIM_RAW = 0.5
 AIM_NAIVE = 5.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")  # /proc/<pid>/stat counts CPU time in these ticks
+CPU_SAMPLE = 0.05  # seconds between reads of the PostgreSQL backends' CPU during a pass
 
 
 class BenchError(RuntimeError):
@@ -159,12 +165,33 @@ def parse_args(argv: Sequence[str] | None) -> Options:
 
 
 @dataclass(frozen=True)
+class CpuUse:
+    """CPU seconds (user + system) used during one timed pass; None: could not be read."""
+
+    python: float  # this process, all threads
+    anvil: float | None
+    server: float | None  # the PostgreSQL backends serving the bench database
+    database_server: bool  # whether a server took part (False: SQLite, the raw limit)
+    others: float | None = None  # every other process on the machine (not in ``total``)
+
+    @property
+    def total(self) -> float:
+        """Of the parts known; a lower bound when one is not (see ``complete``)."""
+        return self.python + (self.anvil or 0.0) + (self.server or 0.0)
+
+    @property
+    def complete(self) -> bool:
+        return self.anvil is not None and (self.server is not None or not self.database_server)
+
+
+@dataclass(frozen=True)
 class Measure:
     events: int
     blocks: int
     seconds: float
     requests: int = 0  # eth_getLogs requests made
     note: str = ""
+    cpu: CpuUse | None = None  # during the timed part
 
     @property
     def events_per_s(self) -> float:
@@ -315,6 +342,146 @@ def generate(url: str, options: Options) -> ChainInfo:
     return ChainInfo(deployment, deployment.deploy_block, head, purchases, txs, seconds)
 
 
+# -- CPU used during a timed pass ----------------------------------------------------------
+
+
+def proc_cpu(pid: int) -> tuple[int, float] | None:
+    """(start time in ticks, user + system CPU seconds) of a process and all its threads,
+    from ``/proc/<pid>/stat``; None when it is gone or not readable."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields after the command name, which may hold spaces: [0] is field 3 (state), so
+    # utime (14), stime (15) and starttime (22) are [11], [12] and [19].
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[19]), (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+class ServerCpu:
+    """CPU of the PostgreSQL backends serving one database, from ``/proc``.
+
+    A backend's command line is ``postgres: [cluster: ]user dbname host(port) state``; the
+    bench database's name is unique to the run, so a process showing it serves the run.
+    Read at the start and the end, a backend counts its CPU in between; one born in
+    between counts all of it (a forked process starts at zero). One that ended in between
+    (the pool closing an overflow connection) would be lost at the end, so a thread reads
+    them every ``CPU_SAMPLE`` seconds and keeps each one's last figure: at most that
+    interval of its CPU is missed. The engine stays open until after the last read, so the
+    pool's own connections are read to the end. Processes serving the whole cluster
+    (WAL writer, checkpointer) show no database and are not counted."""
+
+    def __init__(self, database: str) -> None:
+        self._name = database.encode()
+        self._others: set[int] = set()  # pids seen not to serve the bench database
+        self._start: dict[tuple[int, int], float] = {}  # (pid, start time) → CPU at start
+        self._last: dict[tuple[int, int], float] = {}
+        self._unreadable = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="bench-cpu", daemon=True)
+        self.own_cpu = 0.0  # the sampling thread's CPU, which is not the indexer's
+
+    def _ours(self, pid: int) -> bool:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False  # gone already
+        return cmdline.startswith(b"postgres:") and self._name in cmdline
+
+    def read(self) -> None:
+        for entry in os.listdir("/proc"):
+            # A pid reused by a new bench backend within one pass would need the whole
+            # pid space (pid_max) to wrap meanwhile: not cached against.
+            if not entry.isdigit() or int(entry) in self._others:
+                continue
+            pid = int(entry)
+            if not self._ours(pid):
+                self._others.add(pid)
+                continue
+            figure = proc_cpu(pid)
+            if figure is None:
+                self._unreadable |= Path(f"/proc/{pid}").exists()
+                continue
+            self._last[(pid, figure[0])] = figure[1]
+
+    def _sample(self) -> None:
+        began = time.thread_time()
+        while not self._stop.wait(CPU_SAMPLE):
+            self.read()
+        self.own_cpu = time.thread_time() - began
+
+    def start(self) -> None:
+        self.read()
+        self._start = dict(self._last)
+        self._thread.start()
+
+    def stop(self) -> float | None:
+        """The backends' CPU seconds since ``start``; None if they could not be read."""
+        self._stop.set()
+        self._thread.join()
+        self.read()
+        if self._unreadable or not self._last:  # the run surely had a backend: not seen
+            return None
+        return sum(cpu - self._start.get(key, 0.0) for key, cpu in self._last.items())
+
+
+class CpuMeter:
+    """CPU seconds used between ``start`` and ``stop`` by this process (all its threads,
+    aiosqlite's writer included), Anvil, and the PostgreSQL backends of ``database``."""
+
+    def __init__(self, anvil_pid: int | None, database: str | None = None) -> None:
+        self._anvil_pid = anvil_pid
+        self._server = ServerCpu(database) if database else None
+        self._python = 0.0
+        self._anvil: tuple[int, float] | None = None
+        self._machine: float | None = None
+
+    def _anvil_cpu(self) -> tuple[int, float] | None:
+        return proc_cpu(self._anvil_pid) if self._anvil_pid else None
+
+    def start(self) -> None:
+        if self._server:
+            self._server.start()
+        self._machine = machine_busy()
+        self._anvil = self._anvil_cpu()
+        self._python = time.process_time()
+
+    def stop(self) -> CpuUse:
+        python = time.process_time() - self._python
+        anvil_now, anvil = self._anvil_cpu(), None
+        if self._anvil and anvil_now and anvil_now[0] == self._anvil[0]:  # the same process
+            anvil = anvil_now[1] - self._anvil[1]
+        machine_now = machine_busy()
+        server = self._server.stop() if self._server else None
+        sampler = self._server.own_cpu if self._server else 0.0
+        python = max(0.0, python - sampler)  # the thread's start can precede ``start``'s clock
+        use = CpuUse(python, anvil, server, database_server=self._server is not None)
+        if use.complete and machine_now is not None and self._machine is not None:
+            # everything else that ran meanwhile (not the sampling thread, which is
+            # measurement): was the machine as idle as the figures assume?
+            rest = machine_now - self._machine - use.total - sampler
+            use = dataclasses.replace(use, others=max(0.0, rest))
+        return use
+
+
+def machine_busy() -> float | None:
+    """CPU seconds all processes have used since boot (every core; idle and iowait not),
+    from the first line of ``/proc/stat``; None if it cannot be read."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(n) for n in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is counted in user)
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLK_TCK
+
+
+def database_name(db_url: str) -> str | None:
+    """The database whose server backends count, for PostgreSQL (SQLite has no server)."""
+    url = make_url(db_url)
+    return url.database if url.get_backend_name() == "postgresql" else None
+
+
 # -- raw limit and inftd backfill -----------------------------------------------------------
 
 
@@ -361,12 +528,16 @@ class ScriptedRange(AdaptiveRange):
         return max(1, blocks // 2)
 
 
-async def raw_pass(url: str, chain: ChainInfo, sizes: Sequence[int]) -> Measure:
+async def raw_pass(
+    url: str, chain: ChainInfo, sizes: Sequence[int], anvil_pid: int | None = None
+) -> Measure:
     """eth_getLogs over the whole span in the given ranges, JSON-parsed, nothing more."""
     decoder = Decoder(chain.deployment)
     rpc = ChainRpc([url])
     events = requests = 0
+    meter = CpuMeter(anvil_pid)
     try:
+        meter.start()
         began = time.perf_counter()
         stream = fetch_logs_in_order(
             rpc,
@@ -381,31 +552,36 @@ async def raw_pass(url: str, chain: ChainInfo, sizes: Sequence[int]) -> Measure:
             async for _, _, logs in stream:
                 events += len(logs)
                 requests += 1
-        return Measure(events, chain.blocks, time.perf_counter() - began, requests)
+        seconds = time.perf_counter() - began
+        return Measure(events, chain.blocks, seconds, requests, cpu=meter.stop())
     finally:
         await rpc.close()
 
 
-async def raw_limit(url: str, chain: ChainInfo, sizes: Sequence[int]) -> Measure:
-    passes = [await raw_pass(url, chain, sizes) for _ in range(RAW_PASSES)]
+async def raw_limit(anvil: BenchAnvil, chain: ChainInfo, sizes: Sequence[int]) -> Measure:
+    passes = [await raw_pass(anvil.url, chain, sizes, anvil.pid) for _ in range(RAW_PASSES)]
     return min(passes, key=lambda m: m.seconds)
 
 
-async def inftd_pass(db_url: str, url: str, chain: ChainInfo) -> tuple[Measure, list[int]]:
+async def inftd_pass(db_url: str, anvil: BenchAnvil, chain: ChainInfo) -> tuple[Measure, list[int]]:
     """``Indexer.sync_once`` from the deployment block to the head, into a fresh database."""
     migrate.upgrade(db_url)
     engine = create_async(db_url)
-    rpc = RecordingRpc([url])
+    rpc = RecordingRpc([anvil.url])
+    meter = CpuMeter(anvil.pid, database_name(db_url))
     try:
         indexer = Indexer(rpc, engine, chain.deployment, IndexerConfig(window=WINDOW))
+        meter.start()
         began = time.perf_counter()
         reached = await indexer.sync_once()
         seconds = time.perf_counter() - began
+        cpu = meter.stop()  # before the engine is disposed: its backends are still there
         await check_indexed(engine, chain, indexer.stats.problems)
         blocks = reached - chain.start + 1
         stats = indexer.stats
         note = f"{stats.direct:,} of {stats.stored:,} events went the fast path (stored applied)"
-        return Measure(stats.stored, blocks, seconds, len(rpc.ranges), note), rpc.sizes()
+        measure = Measure(stats.stored, blocks, seconds, len(rpc.ranges), note, cpu)
+        return measure, rpc.sizes()
     finally:
         await rpc.close()
         await engine.dispose()
@@ -425,11 +601,11 @@ async def check_indexed(engine: AsyncEngine, chain: ChainInfo, problems: int) ->
         )
 
 
-async def backfill(backend: Backend, url: str, chain: ChainInfo) -> None:
+async def backfill(backend: Backend, anvil: BenchAnvil, chain: ChainInfo) -> None:
     say(f"inftd backfill into {backend.name}")
-    backend.inftd, sizes = await inftd_pass(backend.url, url, chain)
+    backend.inftd, sizes = await inftd_pass(backend.url, anvil, chain)
     say(f"  {backend.inftd.events:,} events in {backend.inftd.seconds:.2f} s; raw limit")
-    backend.raw = await raw_limit(url, chain, sizes)
+    backend.raw = await raw_limit(anvil, chain, sizes)
     if backend.raw.events != backend.inftd.events:
         raise BenchError(
             f"inftd stored {backend.inftd.events:,} events, "
@@ -706,6 +882,54 @@ def ratio_rows(results: Results) -> list[str]:
     return rows
 
 
+def seconds(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.2f}"
+
+
+def cpu_row(run: str, m: Measure, raw: Measure | None) -> str:
+    """One pass's CPU; ``raw``: its raw limit, for the best ratio the CPU allows."""
+    cpu, cores = m.cpu, os.cpu_count() or 1
+    if cpu is None:
+        return f"| {run} | {m.seconds:.2f} |" + " |" * 9
+    server = seconds(cpu.server) if cpu.database_server else "—"
+    at_least = "" if cpu.complete else "≥ "  # a part unknown: the total is a lower bound
+    busy = cpu.total / (m.seconds * cores)
+    bound = cpu.total / cores  # perfect sharing of the cores: no run can be shorter
+    best = f"{'≤ ' if at_least else ''}{raw.seconds / bound:.2f}" if raw and bound else "—"
+    return (
+        f"| {run} | {m.seconds:.2f} | {cpu.python:.2f} | {seconds(cpu.anvil)} | {server} "
+        f"| {at_least}{cpu.total:.2f} | {seconds(cpu.others)} | {cores} "
+        f"| {at_least}{busy:.0%} | {at_least}{bound:.2f} | {best} |"
+    )
+
+
+def cpu_rows(results: Results) -> list[str]:
+    rows = [
+        "| run | wall s | Python | Anvil | PostgreSQL server | total | other processes "
+        "| cores | cores busy "
+        "| wall bound s (total ÷ cores) | best ratio (raw s ÷ bound) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for b in results.backends:
+        if b.inftd and b.raw:
+            rows.append(cpu_row(f"inftd backfill → {b.name}", b.inftd, b.raw))
+            rows.append(cpu_row("raw limit, the same ranges (fastest pass)", b.raw, None))
+    return rows
+
+
+CPU_NOTE = (
+    "CPU seconds, user + system, over the timed part of each pass. Python: the bench's "
+    "process, all its threads (aiosqlite's writer included; the thread reading /proc "
+    "excluded). Anvil: its process. PostgreSQL server: the backends connected to the bench "
+    "database (the WAL writer and checkpointer, shared by the cluster, are not counted). "
+    "Other processes: the rest of the machine's busy time meanwhile (/proc/stat), not in the "
+    "total; cores busy: the total ÷ (wall · cores). "
+    "Wall bound: total ÷ cores, the shortest the pass could take with the cores perfectly "
+    "shared; best ratio: the raw limit's seconds ÷ that bound, the highest inftd / raw limit "
+    "this much CPU allows on this machine."
+)
+
+
 def latency_rows(results: Results) -> list[str]:
     rows = ["| database | samples | p50 ms | p99 ms | max ms |", "|---|---:|---:|---:|---:|"]
     for b in results.backends:
@@ -747,6 +971,12 @@ def render(results: Results, options: Options) -> str:
         "",
         *inftd_notes,
         "",
+        "Where the CPU went during each backfill (CPU seconds):",
+        "",
+        *cpu_rows(results),
+        "",
+        CPU_NOTE,
+        "",
         *naive_note,
         "",
         "Live latency, block mined (receipt returned) → agent on `GET /v1/agents/{id}`:",
@@ -780,7 +1010,7 @@ async def measure(anvil: BenchAnvil, backends: list[Backend], options: Options) 
     results = Results(chain, backends)
     await raw_pass(anvil.url, chain, [])  # warm-up: Anvil and the OS caches, not counted
     for backend in backends:
-        await backfill(backend, anvil.url, chain)
+        await backfill(backend, anvil, chain)
     say(f"naive baseline (stores {options.naive_events:,} events, extrapolates the rest)")
     with tempfile.TemporaryDirectory(prefix="inftd-bench-naive-") as tmp:
         naive_db = sqlite_url(Path(tmp) / "naive.db")

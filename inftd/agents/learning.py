@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inftd.agents.embeddings import Embedder
@@ -334,11 +334,24 @@ async def _store_progress(
     conn: AsyncConnection, agent: Any, experience: int, now: datetime, **values: Any
 ) -> None:
     level = _new_level(agent, experience)
+    if not values:  # the usual case, a generation's experience: the statement built once
+        bound = {"b_token": agent.token_id, "b_xp": experience, "b_level": level, "b_now": now}
+        await conn.execute(_PROGRESS, bound)
+        return
     await conn.execute(
         update(Agent)
         .where(Agent.token_id == agent.token_id)
         .values(experience=experience, level=level, last_activity=now, **values)
     )
+
+
+_PROGRESS = (
+    update(Agent)
+    .where(Agent.token_id == bindparam("b_token"))
+    .values(
+        experience=bindparam("b_xp"), level=bindparam("b_level"), last_activity=bindparam("b_now")
+    )
+)
 
 
 async def gain_experience(conn: AsyncConnection, agent: Any, points: int, now: datetime) -> int:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import Update, bindparam, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inftd.agents.errors import UnknownAgent
@@ -188,11 +188,44 @@ async def cached_balances(conn: AsyncConnection, token_id: int) -> Balances:
     return Balances(int(row[0]), int(row[1]), int(row[2]))
 
 
+# The statements of every credit change, built once (building one cost more than running it).
+_WITH_KEYS = (
+    select(CreditEntry)
+    .where(CreditEntry.idempotency_key.in_(bindparam("keys", expanding=True)))
+    .order_by(CreditEntry.id)
+)
+_APPEND = insert(CreditEntry).returning(CreditEntry)
+
+
+def _moved() -> Update:
+    """Add the bound change to the cached balances where none goes below zero."""
+    total = Agent.total_credits + bindparam("d_total")
+    used = Agent.used_credits + bindparam("d_used")
+    reserved = Agent.reserved_credits + bindparam("d_reserved")
+    return (
+        update(Agent)
+        .where(
+            Agent.token_id == bindparam("b_token"),
+            used >= 0,
+            reserved >= 0,
+            total - used - reserved >= 0,
+        )
+        .values(
+            total_credits=total,
+            used_credits=used,
+            reserved_credits=reserved,
+            last_activity=bindparam("b_now"),
+        )
+        .returning(Agent.total_credits, Agent.used_credits, Agent.reserved_credits)
+    )
+
+
+_MOVE = _moved()
+
+
 async def entries_with_keys(conn: AsyncConnection, keys: Sequence[str]) -> list[LedgerEntry]:
     """The entries stored under any of ``keys``, oldest first."""
-    rows = await conn.execute(
-        select(CreditEntry).where(CreditEntry.idempotency_key.in_(keys)).order_by(CreditEntry.id)
-    )
+    rows = await conn.execute(_WITH_KEYS, {"keys": list(keys)})
     return [LedgerEntry.from_row(r) for r in rows]
 
 
@@ -214,21 +247,18 @@ async def append_entries(
         assert e.kind in KINDS, e.kind
         assert e.amount > 0 or (e.kind == "adjust" and e.amount < 0), e.amount
     rows = await conn.execute(
-        insert(CreditEntry)
-        .values(
-            [
-                {
-                    "token_id": token_id,
-                    "kind": e.kind,
-                    "amount": e.amount,
-                    "idempotency_key": e.key,
-                    "generation_id": e.generation_id,
-                    "note": e.note,
-                }
-                for e in entries
-            ]
-        )
-        .returning(CreditEntry)
+        _APPEND,
+        [
+            {
+                "token_id": token_id,
+                "kind": e.kind,
+                "amount": e.amount,
+                "idempotency_key": e.key,
+                "generation_id": e.generation_id,
+                "note": e.note,
+            }
+            for e in entries
+        ],
     )
     return sorted((LedgerEntry.from_row(r) for r in rows), key=lambda e: e.id)
 
@@ -239,24 +269,14 @@ async def move_cached(conn: AsyncConnection, token_id: int, change: Balances) ->
     The condition is part of the UPDATE, so even a writer that skipped the agent's lock
     could not take credits that are not there: it gets None and must roll back.
     """
-    total = Agent.total_credits + change.total
-    used = Agent.used_credits + change.used
-    reserved = Agent.reserved_credits + change.reserved
-    row = (
-        await conn.execute(
-            update(Agent)
-            .where(
-                Agent.token_id == token_id, used >= 0, reserved >= 0, total - used - reserved >= 0
-            )
-            .values(
-                total_credits=total,
-                used_credits=used,
-                reserved_credits=reserved,
-                last_activity=utcnow(),
-            )
-            .returning(Agent.total_credits, Agent.used_credits, Agent.reserved_credits)
-        )
-    ).first()
+    bound = {
+        "b_token": token_id,
+        "d_total": change.total,
+        "d_used": change.used,
+        "d_reserved": change.reserved,
+        "b_now": utcnow(),
+    }
+    row = (await conn.execute(_MOVE, bound)).first()
     return None if row is None else Balances(int(row[0]), int(row[1]), int(row[2]))
 
 

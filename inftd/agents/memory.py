@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Integer, String, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inftd.agents.embeddings import Embedder, Vector, normalise, pack, unpack, vector_tag
@@ -141,15 +141,36 @@ async def remember(
     [vector, *renewed], tag = await embed_many(embedder, [text, *(r.text for r in stale)])
     row = {"token_id": token_id, "kind": kind, "text": text, "importance": importance}
     row |= {"embedding": pack(vector), "embedder": tag, "source_id": source_id}
-    memory_id: int = (
-        await conn.execute(insert(Memory).values(row).returning(Memory.id))
-    ).scalar_one()
+    memory_id: int = (await conn.execute(_INSERT, row)).scalar_one()
     await record_events(conn, [_added(token_id, memory_id, kind, text, importance, 0, source_id)])
     for old, new in zip(stale, renewed, strict=True):
         values = {"embedding": pack(new), "embedder": tag}
         await conn.execute(update(Memory).where(Memory.id == old.id).values(values))
     await _consolidate(conn, embedder, token_id, max_per_agent, tag)
     return memory_id
+
+
+# The statements of every memory written or recalled, built once (building one cost more
+# than running it); values are bound per call.
+_INSERT = insert(Memory).returning(Memory.id)
+_SCORING = (
+    select(Memory.id, Memory.embedding, Memory.embedder, Memory.importance, Memory.created_at)
+    .where(Memory.token_id == bindparam("token_id"))
+    .order_by(Memory.id.desc())
+    .limit(MAX_SCAN)
+)
+_BY_IDS = select(Memory).where(Memory.id.in_(bindparam("ids", expanding=True)))
+_STALE = (
+    select(Memory.id, Memory.text)
+    .where(Memory.token_id == bindparam("token_id"))
+    .where(
+        Memory.embedder.is_(None)
+        | ~Memory.embedder.startswith(bindparam("mine", type_=String), escape="/")
+    )
+    .order_by(Memory.id.desc())
+    .limit(bindparam("limit", type_=Integer))
+)
+_COUNT = select(func.count()).select_from(Memory).where(Memory.token_id == bindparam("token_id"))
 
 
 async def _require_agent(conn: AsyncConnection, token_id: int) -> None:
@@ -205,11 +226,7 @@ async def recall(
         raise BadMemory(f"query must have at most {MAX_QUERY} characters and no NUL")
     if not 0 <= token_id <= MAX_STORED_TOKEN_ID:
         return []
-    scoring = (Memory.id, Memory.embedding, Memory.embedder, Memory.importance, Memory.created_at)
-    candidates = (
-        select(*scoring).where(Memory.token_id == token_id).order_by(Memory.id.desc())
-    ).limit(MAX_SCAN)
-    rows = (await conn.execute(candidates)).all()
+    rows = (await conn.execute(_SCORING, {"token_id": token_id})).all()
     if not rows:
         return []
     vector, tag = await embed_one(embedder, query)
@@ -220,7 +237,7 @@ async def recall(
     )
     best = np.argsort(-scores, kind="stable")[:k]  # stable: ties go to the newest
     ids = [rows[i].id for i in best]
-    found = {r.id: r for r in await conn.execute(select(Memory).where(Memory.id.in_(ids)))}
+    found = {r.id: r for r in await conn.execute(_BY_IDS, {"ids": ids})}
     return [_recalled(found[rows[i].id], float(scores[i])) for i in best if rows[i].id in found]
 
 
@@ -269,14 +286,9 @@ async def _stale(
 ) -> Sequence[Any]:
     """Up to ``limit`` memories (newest first) whose vectors another embedder made."""
     mine = f"{embedder.name}@"  # a model's vectors keep one length, so its name suffices
-    query = (
-        select(Memory.id, Memory.text)
-        .where(Memory.token_id == token_id)
-        .where(Memory.embedder.is_(None) | ~Memory.embedder.startswith(mine, autoescape=True))
-        .order_by(Memory.id.desc())
-        .limit(limit)
-    )
-    return (await conn.execute(query)).all()
+    escaped = mine.replace("/", "//").replace("%", "/%").replace("_", "/_")  # LIKE literal
+    bound = {"token_id": token_id, "mine": escaped, "limit": limit}
+    return (await conn.execute(_STALE, bound)).all()
 
 
 async def consolidate(
@@ -293,8 +305,7 @@ async def consolidate(
 async def _consolidate(
     conn: AsyncConnection, embedder: Embedder, token_id: int, bound: int, tag: str | None
 ) -> int:
-    count_query = select(func.count()).select_from(Memory).where(Memory.token_id == token_id)
-    count: int = (await conn.execute(count_query)).scalar_one()
+    count: int = (await conn.execute(_COUNT, {"token_id": token_id})).scalar_one()
     if count <= bound:
         return 0
     target = max(1, bound - max(1, int(bound * CONSOLIDATE_HEADROOM)))

@@ -15,25 +15,27 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from inftd.agents.errors import UnknownAgent
 from inftd.agents.owners import MAX_STORED_TOKEN_ID
 from inftd.store.models import Agent
 
+# Built once, as the hot statements are: building one cost more than running it.
+AGENT_ROW = select(Agent).where(Agent.token_id == bindparam("token_id"))
+# FOR NO KEY UPDATE: inserting a row that references another agent (a message, a grant)
+# takes KEY SHARE on that agent, which FOR UPDATE would conflict with, so two agents
+# writing to each other at once would deadlock. Agents' keys never change.
+_AGENT_HELD = AGENT_ROW.with_for_update(key_share=True)
+
 
 async def lock_agent(conn: AsyncConnection, token_id: int) -> Any:
     """The agent's row, locked for the rest of ``conn``'s transaction; ``UnknownAgent`` if none."""
     if not 0 <= token_id <= MAX_STORED_TOKEN_ID:
         raise UnknownAgent(token_id)
-    query = select(Agent).where(Agent.token_id == token_id)
-    if conn.dialect.name == "postgresql":
-        # FOR NO KEY UPDATE: inserting a row that references another agent (a message, a
-        # grant) takes KEY SHARE on that agent, which FOR UPDATE would conflict with, so two
-        # agents writing to each other at once would deadlock. Agents' keys never change.
-        query = query.with_for_update(key_share=True)
-    row = (await conn.execute(query)).first()
+    query = _AGENT_HELD if conn.dialect.name == "postgresql" else AGENT_ROW
+    row = (await conn.execute(query, {"token_id": token_id})).first()
     if row is None:
         raise UnknownAgent(token_id)
     return row

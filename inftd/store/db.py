@@ -27,6 +27,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from inftd.store import sqlite_async
 from inftd.store.errors import DatabaseUrlError
 
 SQLITE_BUSY_TIMEOUT_MS = 5000  # writers wait this long for the WAL lock before failing
@@ -118,7 +119,8 @@ def create_async(url: str, idle_ping: float = IDLE_PING) -> AsyncEngine:
         ping_when_idle(engine.sync_engine, idle_ping)
         return engine
     _ensure_sqlite_dir(target)
-    engine = create_async_engine(target)
+    path = target.database or ":memory:"
+    engine = create_async_engine(target, async_creator=lambda: sqlite_async.connect(path))
     event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
     return engine
 

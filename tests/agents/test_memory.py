@@ -274,6 +274,26 @@ async def test_a_new_embedder_re_embeds_old_memories_as_it_writes(engine: AsyncE
     assert all(len(r.embedding) == 64 * 4 for r in await rows(engine))
 
 
+class Named(LocalEmbedder):
+    def __init__(self, name: str) -> None:
+        super().__init__(64)
+        self.name = name
+
+
+@pytest.mark.parametrize(
+    ("old", "new"), [("modelXa", "model_a"), ("m-large", "m%"), ("a/b", "a//b")]
+)
+async def test_a_name_with_like_wildcards_matches_only_itself(
+    engine: AsyncEngine, old: str, new: str
+) -> None:
+    """Another embedder's vectors are found by a LIKE on the name: its wildcards are
+    literal, so ``model_a`` does not take ``modelXa``'s vectors for its own."""
+    async with engine.begin() as conn:
+        await remember(conn, Named(old), 1, "note", "a lighthouse at dawn")
+        await remember(conn, Named(new), 1, "note", "neon city")
+    assert {r.embedder for r in await rows(engine)} == {vector_tag(new, 64)}
+
+
 async def test_listing_pages_newest_first(engine: AsyncEngine) -> None:
     ids = await store(engine, [f"memory number {i}" for i in range(5)])
     async with engine.connect() as conn:

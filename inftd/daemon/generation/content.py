@@ -49,6 +49,11 @@ class Stored:
         return (public_url or "") + PATH.format(sha256=self.sha256)
 
 
+def address(data: bytes, content_type: str) -> Stored:
+    """Where ``data`` goes, before it is written."""
+    return Stored(hashlib.sha256(data).hexdigest(), len(data), content_type)
+
+
 class ContentStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -60,9 +65,13 @@ class ContentStore:
 
     async def put(self, data: bytes, content_type: str) -> Stored:
         """Store ``data`` (once) and return its address; the disk work runs in a thread."""
-        sha256 = hashlib.sha256(data).hexdigest()
-        await asyncio.to_thread(self._write, self.path_of(sha256), data)
-        return Stored(sha256, len(data), content_type)
+        stored = address(data, content_type)
+        await self.write(stored, data)
+        return stored
+
+    async def write(self, stored: Stored, data: bytes) -> None:
+        """Store ``data``, whose address is ``stored``, on disk (in a thread)."""
+        await asyncio.to_thread(self._write, self.path_of(stored.sha256), data)
 
     def _write(self, path: Path, data: bytes) -> None:
         if path.exists():
@@ -90,7 +99,7 @@ class ContentStore:
 async def register(conn: AsyncConnection, stored: Stored) -> None:
     """Record stored content as served, in the caller's transaction (once per hash)."""
     row = {"sha256": stored.sha256, "content_type": stored.content_type, "size": stored.size}
-    await conn.execute(insert_ignore(conn, table_of(Content)).values(**row))
+    await conn.execute(insert_ignore(conn, table_of(Content)), row)
 
 
 async def content_type_of(conn: AsyncConnection, sha256: str) -> str | None:

@@ -8,6 +8,7 @@ retried mint transaction is harmless.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from eth_utils.crypto import keccak
@@ -29,11 +30,18 @@ async def add_mint(conn: AsyncConnection, generation_id: str) -> bool:
     """A pending mint for the generation, once (the generation id is the key); returns
     whether it was written now."""
     row = {"generation_id": generation_id, "request_key": request_key(generation_id)}
-    table = table_of(Mint)
-    # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT DO NOTHING.
-    statement = insert_ignore(conn, table).values(**row, status=PENDING)
-    result = await conn.execute(statement.returning(table.c.generation_id))
+    result = await conn.execute(_insert_returning(conn), {**row, "status": PENDING})
     return result.first() is not None
+
+
+def _insert_returning(conn: AsyncConnection) -> Any:
+    # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT DO NOTHING.
+    return _returning(insert_ignore(conn, table_of(Mint)))
+
+
+@functools.cache
+def _returning(statement: Any) -> Any:
+    return statement.returning(table_of(Mint).c.generation_id)
 
 
 async def mint_of(conn: AsyncConnection, generation_id: str) -> dict[str, Any] | None:

@@ -25,6 +25,7 @@ path a job takes.
 
 from __future__ import annotations
 
+import functools
 import random
 import uuid
 from collections.abc import Mapping, Sequence
@@ -35,6 +36,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Integer,
     bindparam,
     case,
     func,
@@ -278,13 +280,22 @@ def _effective_priority(priorities: Mapping[int, int]) -> ColumnElement[Any]:
     return case((Generation.source == "chain", func.coalesce(tier, 0)), else_=Generation.priority)
 
 
-def _candidates(limit: int, now: datetime, priorities: Mapping[int, int]) -> Any:
+def _candidates(priorities: Mapping[int, int]) -> Any:
+    """The due jobs in claim order (``now`` and ``limit`` bound); built once per priorities,
+    as the claim's other statements are: building one cost more than running it."""
+    return _candidates_by_tier(tuple(sorted(priorities.items())))
+
+
+@functools.cache
+def _candidates_by_tier(priorities: tuple[tuple[int, int], ...]) -> Any:
+    now = bindparam("now", type_=Generation.next_attempt_at.type)
     due = Generation.next_attempt_at.is_(None) | (Generation.next_attempt_at <= now)
+    order = _effective_priority(dict(priorities)).desc()
     return (
         select(Generation.id, Generation.token_id)
         .where(Generation.status == QUEUED, due)
-        .order_by(_effective_priority(priorities).desc(), Generation.created_at, Generation.id)
-        .limit(limit)
+        .order_by(order, Generation.created_at, Generation.id)
+        .limit(bindparam("limit", type_=Integer))
         .with_for_update(skip_locked=True, of=Generation)  # ignored by SQLite
     )
 
@@ -302,12 +313,17 @@ async def _claimable_agents(conn: AsyncConnection, tokens: list[int]) -> set[int
     return {int(t) for (t,) in rows}
 
 
-async def _running_counts(conn: AsyncConnection, tokens: set[int]) -> dict[int, int]:
-    rows = await conn.execute(
-        select(Generation.token_id, func.count())
-        .where(Generation.status == RUNNING, Generation.token_id.in_(tokens))
-        .group_by(Generation.token_id)
+_RUNNING_COUNTS = (
+    select(Generation.token_id, func.count())
+    .where(
+        Generation.status == RUNNING, Generation.token_id.in_(bindparam("tokens", expanding=True))
     )
+    .group_by(Generation.token_id)
+)
+
+
+async def _running_counts(conn: AsyncConnection, tokens: set[int]) -> dict[int, int]:
+    rows = await conn.execute(_RUNNING_COUNTS, {"tokens": sorted(tokens)})
     return {int(token): int(count) for token, count in rows}
 
 
@@ -336,7 +352,8 @@ async def claim(
     if n <= 0:
         return []
     async with engine.begin() as conn:
-        candidates = (await conn.execute(_candidates(n * OVERFETCH, now, priorities))).all()
+        bound = {"now": now, "limit": n * OVERFETCH}
+        candidates = (await conn.execute(_candidates(priorities), bound)).all()
         if not candidates:
             return []
         allowed = await _claimable_agents(conn, sorted({int(c.token_id) for c in candidates}))
@@ -345,19 +362,8 @@ async def claim(
         if not chosen:
             return []
         expires = now + timedelta(seconds=settings.lease)
-        rows = await conn.execute(
-            update(Generation)
-            .where(Generation.id.in_(chosen), Generation.status == QUEUED)
-            .values(
-                status=RUNNING,
-                lease_owner=owner,
-                lease_expires_at=expires,
-                attempts=Generation.attempts + 1,
-                started_at=now,
-                next_attempt_at=None,
-            )
-            .returning(*_CLAIMED_COLUMNS)
-        )
+        bound = {"ids": chosen, "b_owner": owner, "b_expires": expires, "b_now": now}
+        rows = await conn.execute(_TAKE, bound)
         claimed = {r.id: _claimed(r) for r in rows}
         started = [
             event("started", c.token_id, {"id": c.id, "run": c.attempts}) for c in claimed.values()
@@ -377,6 +383,21 @@ _CLAIMED_COLUMNS = (
     Generation.credits_reserved,
     Generation.collaborator_token_id,
     Generation.lease_expires_at,
+)
+
+
+_TAKE = (
+    update(Generation)
+    .where(Generation.id.in_(bindparam("ids", expanding=True)), Generation.status == QUEUED)
+    .values(
+        status=RUNNING,
+        lease_owner=bindparam("b_owner"),
+        lease_expires_at=bindparam("b_expires"),
+        attempts=Generation.attempts + 1,
+        started_at=bindparam("b_now"),
+        next_attempt_at=None,
+    )
+    .returning(*_CLAIMED_COLUMNS)
 )
 
 

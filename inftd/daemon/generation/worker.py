@@ -27,12 +27,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -52,7 +52,8 @@ from inftd.agents.learning import XP_GENERATION, current_weights, gain_experienc
 from inftd.agents.memory import MAX_QUERY, recall, remember
 from inftd.agents.prompts import PromptRequest, build_prompt
 from inftd.agents.usage import price_of
-from inftd.daemon.generation.content import Stored, register
+from inftd.agents.writer import AGENT_ROW
+from inftd.daemon.generation.content import Stored, address, register
 from inftd.daemon.generation.context import WorkerContext, shielded
 from inftd.daemon.generation.mints import add_mint
 from inftd.daemon.generation.progress import Held, json_safe
@@ -142,13 +143,7 @@ async def _steps(ctx: WorkerContext, claimed: Claimed, control: Control, held: H
             return Outcome(FAILED)
         job, explanation = await build_job(ctx, claimed)
         output = await _guarded(ctx, job, control, held)
-        # Independent waits side by side: the content's fsync, the memory's embedding (not
-        # under the agent's lock) and the progress write under way (``held.take``).
-        (stored, parts), memory, _ = await asyncio.gather(
-            _store(ctx, output), _memory_embedder(ctx, _memory_text(claimed, output)), held.take()
-        )
-        finish = finish_success(ctx, claimed, output, stored, parts, explanation, held, memory)
-        return await shielded(ctx, finish)
+        return await _finish(ctx, claimed, output, explanation, held)
     except Cancelled:
         return await shielded(ctx, finish_cancelled(ctx, claimed, held))
     except LeaseLost:
@@ -290,8 +285,7 @@ async def build_job(ctx: WorkerContext, claimed: Claimed) -> tuple[Job, dict[str
     """The job for the strategy, and what the prompt builder added (kept with it)."""
     now = utcnow()
     async with ctx.engine.connect() as conn:
-        query = select(Agent).where(Agent.token_id == claimed.token_id)
-        agent = (await conn.execute(query)).first()
+        agent = (await conn.execute(AGENT_ROW, {"token_id": claimed.token_id})).first()
         if agent is None:
             raise LeaseLost  # a reorg removed the agent, and the job with it
         memories = await _memories(ctx, conn, claimed)
@@ -325,10 +319,34 @@ async def build_job(ctx: WorkerContext, claimed: Claimed) -> tuple[Job, dict[str
 # -- after the strategy -------------------------------------------------------------------
 
 
-async def _store(ctx: WorkerContext, output: Output) -> tuple[Stored, list[Stored]]:
-    stored = await ctx.content.put(output.data, output.content_type)
-    parts = [await ctx.content.put(data, kind) for kind, data in output.parts]
-    return stored, parts
+async def _finish(
+    ctx: WorkerContext, claimed: Claimed, output: Output, explanation: Mapping[str, Any], held: Held
+) -> Outcome:
+    """Store the content and write the success. Independent waits run side by side: the
+    content files and their fsync (awaited by the final transaction before it commits, so
+    nothing names a file that is not on disk), the memory's embedding (not under the
+    agent's lock) and the progress write under way (``held.take``)."""
+    stored = address(output.data, output.content_type)
+    parts = [address(data, kind) for kind, data in output.parts]
+    written = asyncio.ensure_future(_write_files(ctx, output, stored, parts))
+    try:
+        memory, _ = await asyncio.gather(
+            _memory_embedder(ctx, _memory_text(claimed, output)), held.take()
+        )
+        finish = finish_success(
+            ctx, claimed, output, stored, parts, explanation, held, memory, written
+        )
+        return await shielded(ctx, finish)
+    finally:
+        await asyncio.gather(written, return_exceptions=True)  # retrieved on every path
+
+
+async def _write_files(
+    ctx: WorkerContext, output: Output, stored: Stored, parts: Sequence[Stored]
+) -> None:
+    await ctx.content.write(stored, output.data)
+    for part, (_, data) in zip(parts, output.parts, strict=True):
+        await ctx.content.write(part, data)
 
 
 class _Known:
@@ -394,11 +412,13 @@ async def finish_success(
     explanation: Mapping[str, Any],
     held: Held,
     memory: _Known | None,
+    written: Awaitable[object] | None = None,
 ) -> Outcome:
     """The one transaction that ends a successful run (see the module docstring); the
-    memory's text is embedded already (``memory``; None if that failed)."""
+    memory's text is embedded already (``memory``; None if that failed); ``written``, the
+    content files being stored, is awaited before the transaction commits."""
     now = utcnow()
-    finished = _Finished(output, stored, parts, explanation, memory, now)
+    finished = _Finished(output, stored, parts, explanation, memory, now, written)
     try:
         async with ctx.writer.write(claimed.token_id) as (conn, agent):
             outcome = await _success(ctx, conn, agent, claimed, finished, held)
@@ -420,6 +440,7 @@ class _Finished:
     explanation: Mapping[str, Any]
     memory: _Known | None
     now: datetime
+    written: Awaitable[object] | None
 
 
 async def _success(
@@ -450,6 +471,8 @@ async def _success(
                 agent_locked=True,
             )  # fmt: skip
         await add_mint(conn, row.id)
+    if made.written is not None:
+        await made.written  # the files are on disk before anything names them
     return Outcome(SUCCEEDED)
 
 
@@ -459,32 +482,48 @@ async def _mark_succeeded(
     """The row marked succeeded if it is still this run's and no cancel was asked for
     (read and written in one statement); its id, kind and credits, or None."""
     output = made.output
-    result = await conn.execute(
-        update(Generation)
-        .where(
-            Generation.id == claimed.id,
-            Generation.status == RUNNING,
-            Generation.lease_owner == ctx.owner,
-            Generation.attempts == claimed.attempts,
-            Generation.cancel_requested.is_not(True),
-        )
-        .values(
-            status=SUCCEEDED,
-            credits_used=Generation.credits_reserved,
-            provider=output.provider,
-            model=output.model,
-            cost_usd=output.usage.cost_usd,
-            content_uri=made.stored.uri(ctx.settings.generation.public_url),
-            content_hash=made.stored.content_hash,
-            content_type=output.content_type,
-            detail=_detail(output, claimed.attempts, made.explanation),
-            error=None,
-            finished_at=made.now,
-            lease_expires_at=None,
-        )
-        .returning(Generation.id, Generation.kind, Generation.credits_reserved)
+    bound = {
+        "b_id": claimed.id,
+        "b_owner": ctx.owner,
+        "b_run": claimed.attempts,
+        "b_provider": output.provider,
+        "b_model": output.model,
+        "b_cost": output.usage.cost_usd,
+        "b_uri": made.stored.uri(ctx.settings.generation.public_url),
+        "b_hash": made.stored.content_hash,
+        "b_type": output.content_type,
+        "b_detail": _detail(output, claimed.attempts, made.explanation),
+        "b_at": made.now,
+    }
+    return (await conn.execute(_MARK_SUCCEEDED, bound)).first()
+
+
+# Built once (building it cost more than running it); the values are bound per run.
+_MARK_SUCCEEDED = (
+    update(Generation)
+    .where(
+        Generation.id == bindparam("b_id"),
+        Generation.status == RUNNING,
+        Generation.lease_owner == bindparam("b_owner"),
+        Generation.attempts == bindparam("b_run"),
+        Generation.cancel_requested.is_not(True),
     )
-    return result.first()
+    .values(
+        status=SUCCEEDED,
+        credits_used=Generation.credits_reserved,
+        provider=bindparam("b_provider"),
+        model=bindparam("b_model"),
+        cost_usd=bindparam("b_cost"),
+        content_uri=bindparam("b_uri"),
+        content_hash=bindparam("b_hash"),
+        content_type=bindparam("b_type"),
+        detail=bindparam("b_detail"),
+        error=None,
+        finished_at=bindparam("b_at"),
+        lease_expires_at=None,
+    )
+    .returning(Generation.id, Generation.kind, Generation.credits_reserved)
+)
 
 
 def _succeeded(row: Any, made: _Finished, uri: str) -> dict[str, Any]:
