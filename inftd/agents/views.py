@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inftd.agents.errors import UnknownAgent
@@ -28,8 +28,32 @@ def reset_after(evolution: Mapping[str, Any] | None) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+# Built once (building one cost more than running it): the reads of GET /v1/agents/{id}.
+_AGENT = select(Agent).where(Agent.token_id == bindparam("token_id"))
+_LEARNING = (
+    select(LearningEntry)
+    .where(LearningEntry.token_id == bindparam("token_id"), LearningEntry.id > bindparam("after"))
+    .order_by(LearningEntry.id.desc())
+    .limit(RECENT_ITEMS)
+)
+_GENERATED = (  # the columns shown, not the rounds and parts of ``detail``
+    select(
+        Generation.id,
+        Generation.kind,
+        Generation.prompt,
+        Generation.content_uri,
+        Generation.content_hash,
+        Generation.provider,
+        Generation.created_at,
+    )
+    .where(Generation.token_id == bindparam("token_id"), Generation.status == "succeeded")
+    .order_by(Generation.created_at.desc())
+    .limit(RECENT_ITEMS)
+)
+
+
 async def agent_state(conn: AsyncConnection, token_id: int) -> dict[str, Any]:
-    agent = (await conn.execute(select(Agent).where(Agent.token_id == token_id))).first()
+    agent = (await conn.execute(_AGENT, {"token_id": token_id})).first()
     if agent is None:
         raise UnknownAgent(token_id)
     metadata = agent.agent_metadata or {}
@@ -54,12 +78,7 @@ async def agent_state(conn: AsyncConnection, token_id: int) -> dict[str, Any]:
 
 
 async def _learning(conn: AsyncConnection, token_id: int, after: int) -> list[dict[str, Any]]:
-    rows = await conn.execute(
-        select(LearningEntry)
-        .where(LearningEntry.token_id == token_id, LearningEntry.id > after)
-        .order_by(LearningEntry.id.desc())
-        .limit(RECENT_ITEMS)
-    )
+    rows = await conn.execute(_LEARNING, {"token_id": token_id, "after": after})
     return [
         {
             "generationId": r.generation_id,
@@ -73,12 +92,7 @@ async def _learning(conn: AsyncConnection, token_id: int, after: int) -> list[di
 
 
 async def _generated(conn: AsyncConnection, token_id: int) -> list[dict[str, Any]]:
-    rows = await conn.execute(
-        select(Generation)
-        .where(Generation.token_id == token_id, Generation.status == "succeeded")
-        .order_by(Generation.created_at.desc())
-        .limit(RECENT_ITEMS)
-    )
+    rows = await conn.execute(_GENERATED, {"token_id": token_id})
     return [
         {
             "id": r.id,
