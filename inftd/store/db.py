@@ -14,14 +14,15 @@ daemon's loops retry at their edges: a claim on the next wake-up, a run by the l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Column, Dialect, Engine, Table, create_engine, event
+from sqlalchemy import JSON, Column, Connection, Dialect, Engine, Table, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -122,7 +123,38 @@ def create_async(url: str, idle_ping: float = IDLE_PING) -> AsyncEngine:
     path = target.database or ":memory:"
     engine = create_async_engine(target, async_creator=lambda: sqlite_async.connect(path))
     event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
+    event.listen(engine.sync_engine, "begin", _begin_sqlite)
+    engine.__class__ = SQLiteEngine  # the same engine, with ``begin()`` taking the write lock
     return engine
+
+
+WRITES = "inftd_writes"  # execution option: this transaction will write (SQLite: lock now)
+
+
+class SQLiteEngine(AsyncEngine):
+    """``begin()`` takes SQLite's write lock as the transaction begins (``BEGIN IMMEDIATE``).
+
+    The sqlite3 module begins a transaction only at its first write: what a transaction
+    read before that came from other snapshots, and a writer on another connection could
+    commit in between, so a decision read early was stale by the time it was written (a
+    reorg's rollback read the signed mints, a relayer then committed one, and the rollback
+    deleted it with its nonce unrecorded: bench.chaos found it). Holding the lock from the
+    start makes the transaction's reads and writes one. ``connect()`` is for reads and
+    keeps the module's behaviour: no lock, each statement a fresh snapshot."""
+
+    __slots__ = ()
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        async with self.connect() as conn:
+            await conn.execution_options(**{WRITES: True})
+            async with conn.begin():
+                yield conn
+
+
+def _begin_sqlite(conn: Connection) -> None:
+    if conn.get_execution_options().get(WRITES):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 # -- bulk inserts ---------------------------------------------------------------------------

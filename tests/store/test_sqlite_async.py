@@ -3,11 +3,12 @@ stdlib's (rows, row counts, last row ids, errors, streams)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text, update
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -94,3 +95,26 @@ async def test_a_statement_is_one_hop_to_the_connections_thread(
         await conn.execute(update(ITEMS).values(n=2).returning(ITEMS.c.id))
         await conn.commit()
         assert hops == ["_execute", "_execute", "_execute", "commit"]
+
+
+async def test_a_transactions_reads_and_writes_are_one(engine: AsyncEngine) -> None:
+    """``engine.begin()`` holds SQLite's write lock from its first statement: a writer on
+    another connection waits, so what the transaction read is still true when it writes
+    (the sqlite3 module alone would begin at the first write, and let the other commit
+    in between)."""
+    async with engine.begin() as conn:
+        seen = await conn.scalar(select(func.count()).select_from(ITEMS))
+        other = asyncio.create_task(insert_one(engine, "other"))
+        await asyncio.sleep(0.3)
+        assert not other.done()  # waiting for this transaction's lock
+        await conn.execute(insert(ITEMS), {"name": "mine", "n": seen})
+    await asyncio.wait_for(other, 10)
+    async with engine.connect() as conn:
+        rows = dict((await conn.execute(select(ITEMS.c.name, ITEMS.c.n))).all())
+    assert rows == {"mine": 0, "other": 1}
+
+
+async def insert_one(engine: AsyncEngine, name: str) -> None:
+    async with engine.begin() as conn:
+        seen = await conn.scalar(select(func.count()).select_from(ITEMS))
+        await conn.execute(insert(ITEMS), {"name": name, "n": seen})

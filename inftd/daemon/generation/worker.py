@@ -577,6 +577,7 @@ async def finish_failure(
     held: Held,
 ) -> Outcome:
     """Queue the job again after a backoff, or fail it for good releasing its credits."""
+    await held.take()  # before the transaction: a progress write under way needs the lock
     try:
         async with ctx.writer.write(claimed.token_id) as (conn, agent):
             row = await read_generation(conn, claimed.id)
@@ -601,6 +602,7 @@ async def finish_failure(
 
 
 async def finish_cancelled(ctx: WorkerContext, claimed: Claimed, held: Held) -> Outcome:
+    await held.take()  # before the transaction: a progress write under way needs the lock
     try:
         async with ctx.writer.write(claimed.token_id) as (conn, agent):
             row = await read_generation(conn, claimed.id)
