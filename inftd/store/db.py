@@ -154,7 +154,9 @@ class SQLiteEngine(AsyncEngine):
 
 def _begin_sqlite(conn: Connection) -> None:
     if conn.get_execution_options().get(WRITES):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        driver = conn.connection.driver_connection
+        assert isinstance(driver, sqlite_async.OneHopConnection)
+        driver.begin = "BEGIN IMMEDIATE"  # sent with the first statement, in its hop
 
 
 # -- bulk inserts ---------------------------------------------------------------------------

@@ -6,7 +6,8 @@ execute, fetch the rows, close). Each hop is a queue put, a thread wake-up, a
 ``call_soon_threadsafe`` and a loop iteration, and on a busy worker they were most of a
 statement's cost. Here a statement opens its cursor, executes, reads every row and closes
 in the connection's thread in one hop; the rows are then handed out from memory, as
-SQLAlchemy's adapter does anyway for every result it does not stream.
+SQLAlchemy's adapter does anyway for every result it does not stream. A ``BEGIN`` set on
+the connection (``begin``) goes in the hop of the transaction's first statement.
 """
 
 from __future__ import annotations
@@ -34,18 +35,24 @@ class _Done:
         self.lastrowid = cursor.lastrowid
 
 
-def _execute(conn: sqlite3.Connection, sql: str, parameters: Any) -> _Done:
+def _execute(conn: sqlite3.Connection, begin: str | None, sql: str, parameters: Any) -> _Done:
     cursor = conn.cursor()
     try:
+        if begin:
+            cursor.execute(begin)
         cursor.execute(sql, parameters)
         return _Done(cursor, cursor.fetchall() if cursor.description else [])
     finally:
         cursor.close()
 
 
-def _executemany(conn: sqlite3.Connection, sql: str, parameters: Iterable[Any]) -> _Done:
+def _executemany(
+    conn: sqlite3.Connection, begin: str | None, sql: str, parameters: Iterable[Any]
+) -> _Done:
     cursor = conn.cursor()
     try:
+        if begin:
+            cursor.execute(begin)
         cursor.executemany(sql, parameters)
         return _Done(cursor, [])
     finally:
@@ -71,12 +78,13 @@ class OneHopCursor:
         await self.close()
 
     async def execute(self, sql: str, parameters: Any = None) -> OneHopCursor:
-        self._done = await self._conn.run(_execute, sql, () if parameters is None else parameters)
+        bound = () if parameters is None else parameters
+        self._done = await self._conn.run(_execute, self._conn.take_begin(), sql, bound)
         self._at = 0
         return self
 
     async def executemany(self, sql: str, parameters: Iterable[Any]) -> OneHopCursor:
-        self._done = await self._conn.run(_executemany, sql, parameters)
+        self._done = await self._conn.run(_executemany, self._conn.take_begin(), sql, parameters)
         self._at = 0
         return self
 
@@ -118,8 +126,26 @@ class OneHopCursor:
 
 
 class OneHopConnection(aiosqlite.Connection):
+    begin: str | None = None  # a BEGIN to send with the next statement, in its hop
+
     def cursor(self) -> OneHopCursor:  # type: ignore[override]  # no hop to open one
         return OneHopCursor(self)
+
+    def take_begin(self) -> str | None:
+        begin, self.begin = self.begin, None
+        return begin
+
+    async def commit(self) -> None:
+        self.begin = None  # a transaction that ran no statement: nothing to begin or end
+        if self._conn.in_transaction:
+            await super().commit()
+
+    async def rollback(self) -> None:
+        # Also the pool's reset of every connection it takes back: mostly nothing to undo,
+        # and no hop is needed to know it.
+        self.begin = None
+        if self._conn.in_transaction:
+            await super().rollback()
 
     async def run(self, fn: Any, *args: Any) -> Any:
         """``fn(sqlite3 connection, *args)`` in the connection's thread."""

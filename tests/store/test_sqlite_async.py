@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, text, update
@@ -118,3 +119,24 @@ async def insert_one(engine: AsyncEngine, name: str) -> None:
     async with engine.begin() as conn:
         seen = await conn.scalar(select(func.count()).select_from(ITEMS))
         await conn.execute(insert(ITEMS), {"name": name, "n": seen})
+
+
+async def test_a_write_transactions_begin_rides_with_its_first_statement(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``BEGIN IMMEDIATE`` goes in the hop of the transaction's first statement, not one
+    of its own; a transaction that ran no statement leaves nothing to begin."""
+    async with engine.begin():
+        pass  # the pool's connection is made and set up; nothing was begun
+    hops: list[tuple[str, str | None]] = []
+    hop = OneHopConnection._execute
+
+    async def counted(self: OneHopConnection, fn: Any, *args: Any) -> object:
+        hops.append((fn.__name__, args[1] if fn.__name__ == "_execute" else None))
+        return await hop(self, fn, *args)
+
+    monkeypatch.setattr(OneHopConnection, "_execute", counted)
+    async with engine.begin() as conn:
+        await conn.execute(select(ITEMS))
+        await conn.execute(insert(ITEMS), {"name": "a", "n": 1})
+    assert hops == [("_execute", "BEGIN IMMEDIATE"), ("_execute", None), ("commit", None)]
