@@ -10,7 +10,8 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inftd.agents.errors import UnknownAgent
-from inftd.store.models import Agent, Generation, LearningEntry
+from inftd.agents.writer import AGENT_ROW
+from inftd.store.models import Generation, LearningEntry
 
 RECENT_ITEMS = 20  # newest entries of the growing lists shown inline; the rest are paged
 
@@ -29,7 +30,6 @@ def reset_after(evolution: Mapping[str, Any] | None) -> int:
 
 
 # Built once (building one cost more than running it): the reads of GET /v1/agents/{id}.
-_AGENT = select(Agent).where(Agent.token_id == bindparam("token_id"))
 _LEARNING = (
     select(LearningEntry)
     .where(LearningEntry.token_id == bindparam("token_id"), LearningEntry.id > bindparam("after"))
@@ -53,7 +53,7 @@ _GENERATED = (  # the columns shown, not the rounds and parts of ``detail``
 
 
 async def agent_state(conn: AsyncConnection, token_id: int) -> dict[str, Any]:
-    agent = (await conn.execute(_AGENT, {"token_id": token_id})).first()
+    agent = (await conn.execute(AGENT_ROW, {"token_id": token_id})).first()
     if agent is None:
         raise UnknownAgent(token_id)
     metadata = agent.agent_metadata or {}

@@ -35,26 +35,19 @@ class _Done:
         self.lastrowid = cursor.lastrowid
 
 
-def _execute(conn: sqlite3.Connection, begin: str | None, sql: str, parameters: Any) -> _Done:
+def _run(
+    conn: sqlite3.Connection, begin: str | None, sql: str, parameters: Any, many: bool
+) -> _Done:
+    """One statement (``many``: for each set of parameters), after ``begin`` if given."""
     cursor = conn.cursor()
     try:
         if begin:
             cursor.execute(begin)
+        if many:
+            cursor.executemany(sql, parameters)
+            return _Done(cursor, [])
         cursor.execute(sql, parameters)
         return _Done(cursor, cursor.fetchall() if cursor.description else [])
-    finally:
-        cursor.close()
-
-
-def _executemany(
-    conn: sqlite3.Connection, begin: str | None, sql: str, parameters: Iterable[Any]
-) -> _Done:
-    cursor = conn.cursor()
-    try:
-        if begin:
-            cursor.execute(begin)
-        cursor.executemany(sql, parameters)
-        return _Done(cursor, [])
     finally:
         cursor.close()
 
@@ -79,12 +72,14 @@ class OneHopCursor:
 
     async def execute(self, sql: str, parameters: Any = None) -> OneHopCursor:
         bound = () if parameters is None else parameters
-        self._done = await self._conn.run(_execute, self._conn.take_begin(), sql, bound)
-        self._at = 0
-        return self
+        return await self._run(sql, bound, many=False)
 
     async def executemany(self, sql: str, parameters: Iterable[Any]) -> OneHopCursor:
-        self._done = await self._conn.run(_executemany, self._conn.take_begin(), sql, parameters)
+        return await self._run(sql, parameters, many=True)
+
+    async def _run(self, sql: str, parameters: Any, many: bool) -> OneHopCursor:
+        begin = self._conn.take_begin()
+        self._done = await self._conn.run(_run, begin, sql, parameters, many)
         self._at = 0
         return self
 

@@ -95,7 +95,7 @@ async def test_a_statement_is_one_hop_to_the_connections_thread(
         await conn.execute(select(ITEMS).where(ITEMS.c.n == 1))
         await conn.execute(update(ITEMS).values(n=2).returning(ITEMS.c.id))
         await conn.commit()
-        assert hops == ["_execute", "_execute", "_execute", "commit"]
+        assert hops == ["_run", "_run", "_run", "commit"]
 
 
 async def test_a_transactions_reads_and_writes_are_one(engine: AsyncEngine) -> None:
@@ -132,11 +132,11 @@ async def test_a_write_transactions_begin_rides_with_its_first_statement(
     hop = OneHopConnection._execute
 
     async def counted(self: OneHopConnection, fn: Any, *args: Any) -> object:
-        hops.append((fn.__name__, args[1] if fn.__name__ == "_execute" else None))
+        hops.append((fn.__name__, args[1] if fn.__name__ == "_run" else None))
         return await hop(self, fn, *args)
 
     monkeypatch.setattr(OneHopConnection, "_execute", counted)
     async with engine.begin() as conn:
         await conn.execute(select(ITEMS))
         await conn.execute(insert(ITEMS), {"name": "a", "n": 1})
-    assert hops == [("_execute", "BEGIN IMMEDIATE"), ("_execute", None), ("commit", None)]
+    assert hops == [("_run", "BEGIN IMMEDIATE"), ("_run", None), ("commit", None)]
