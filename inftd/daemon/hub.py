@@ -92,6 +92,7 @@ class Hub:
         self.subscriptions: set[Subscription] = set()
         self._wake = asyncio.Event()
         self._started = asyncio.Event()
+        self._dispatching = asyncio.Lock()
 
     def poke(self) -> None:
         """Read the table now: a writer of this process has just committed events."""
@@ -127,17 +128,22 @@ class Hub:
         await self._started.wait()
 
     async def dispatch_new(self) -> int:
-        """Deliver every event committed since the last call; returns how many."""
-        delivered = 0
-        while True:
-            events = await self.read(after=self.last_seq, limit=FETCH_BATCH)
-            for event in events:
-                for subscription in list(self.subscriptions):
-                    subscription.offer(event)
-                self.last_seq = event.seq
-            delivered += len(events)
-            if len(events) < FETCH_BATCH:
-                return delivered
+        """Deliver every event committed since the last call; returns how many.
+
+        One call reads at a time: the loop's call and another caller's (one that wants its
+        events out now) reading from the same ``last_seq`` would offer an event twice, and
+        hand a client that just resumed events it had already replayed."""
+        async with self._dispatching:
+            delivered = 0
+            while True:
+                events = await self.read(after=self.last_seq, limit=FETCH_BATCH)
+                for event in events:
+                    for subscription in list(self.subscriptions):
+                        subscription.offer(event)
+                    self.last_seq = event.seq
+                delivered += len(events)
+                if len(events) < FETCH_BATCH:
+                    return delivered
 
     async def read(
         self,

@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient
 from inftd.agents.events import NewEvent, record_events
 from inftd.daemon.config import Settings
 from inftd.daemon.devnet import BUYER, FRIEND, Anvil
+from inftd.daemon.hub import Subscription
 from inftd.indexer.deployment import Deployment
 from tests.support.api import api_client, bearer, runtime_of, sign_in
 from tests.support.contracts import Contracts
@@ -111,6 +112,23 @@ async def test_resume_with_since_loses_nothing(client: TestClient) -> None:
         assert replayed == [0, 1, 2, 3, 4, 5]
         await publish(client, (1, "e", {"i": 6}))
         assert (await receive(ws))["data"] == {"i": 6}
+
+
+async def test_overlapping_dispatches_deliver_each_event_once(client: TestClient) -> None:
+    """The hub's loop, a writer's poke and a NOTIFY can all read the table at once; an
+    event read twice must not reach a subscriber twice (a resumed client saw replays)."""
+    hub = runtime_of(client).hub
+    sub = Subscription(limit=1000, tokens=[1])
+    hub.subscribe(sub)
+    try:
+        await publish(client, *[(1, "e", {"i": i}) for i in range(20)])
+        await asyncio.gather(*(hub.dispatch_new() for _ in range(4)))
+        await publish(client, (1, "e", {"i": 20}))
+        await hub.dispatch_new()
+        seen = [(await asyncio.wait_for(sub.next(), 10)) for _ in range(21)]
+        assert [e.payload["i"] for e in seen if e is not None] == list(range(21))
+    finally:
+        hub.unsubscribe(sub)
 
 
 async def test_bad_requests_get_json_errors(client: TestClient) -> None:
