@@ -13,6 +13,7 @@ queues them (``queue.create``: limits checked, credits reserved) before the cloc
   end of its final transaction, minus the provider's own time (the sleep and composing
   the text, timed inside the wrapper): p50 and p99. Also counted there: the SQL statements
   and transactions per job (a listener on the engine; connection pings are not statements).
+  Baseline: the same SQL, job by job, through the bare driver (``bench.replay``).
 - throughput: the same provider with no sleep, drained by worker PROCESSES (each one the
   daemon's ``Dispatcher`` with its default concurrency, on the same database): SQLite with
   one, PostgreSQL with one and with two; jobs / seconds from the first process's start to
@@ -47,6 +48,7 @@ from typing import Any
 from sqlalchemy import event, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench import replay
 from bench.backfill import cpu_model, postgres_database, postgres_version
 from inftd.agents.credits import grant
 from inftd.agents.writer import AgentWriter
@@ -106,6 +108,7 @@ class Overhead:
     wall_p50_ms: float
     statements: float  # per job
     transactions: float  # per job
+    floor_p50_ms: float = 0.0  # the same SQL through the bare driver (``bench.replay``)
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,15 @@ class Counter:
 
 async def overhead(backend: str, url: str, data_dir: Path, jobs: int) -> Overhead:
     await prepare(url, data_dir, jobs + WARMUP)
+    with replay.copy(backend, url) as copied:
+        found, captured = await _overhead(backend, url, data_dir, jobs)
+        floor = replay.replay(backend, copied, captured.jobs)[WARMUP:]
+    return replace(found, floor_p50_ms=percentile(floor, 50))
+
+
+async def _overhead(
+    backend: str, url: str, data_dir: Path, jobs: int
+) -> tuple[Overhead, replay.Capture]:
     engine = create_async(url)
     settings = settings_for(data_dir, url)
     provider = TimedProvider(LATENCY)
@@ -255,9 +267,12 @@ async def overhead(backend: str, url: str, data_dir: Path, jobs: int) -> Overhea
     overheads: list[float] = []
     counter = Counter()
     counter.watch(engine)
+    captured = replay.Capture()
+    captured.watch(engine)
     try:
         for i in range(jobs + WARMUP):
             counter.on = i >= WARMUP
+            captured.next_job()
             spent, began = provider.spent, time.perf_counter()
             [claimed] = await claim(engine, ctx.owner, 1, settings.generation, priorities)
             outcome = await run_claimed(ctx, claimed, Control())
@@ -270,7 +285,7 @@ async def overhead(backend: str, url: str, data_dir: Path, jobs: int) -> Overhea
     finally:
         await engine.dispose()
     await check_done(url, jobs + WARMUP)
-    return Overhead(
+    found = Overhead(
         backend,
         jobs,
         percentile(overheads, 50),
@@ -279,6 +294,7 @@ async def overhead(backend: str, url: str, data_dir: Path, jobs: int) -> Overhea
         counter.statements / jobs,
         counter.transactions / jobs,
     )
+    return found, captured
 
 
 def percentile(values: Sequence[float], p: int) -> float:
@@ -408,7 +424,10 @@ def measure(options: Options, tmp: Path) -> tuple[list[Overhead], list[Throughpu
         data = tmp / f"{backend}-overhead"
         with database(backend, tmp, options.postgres_url, "overhead") as url:
             found = asyncio.run(overhead(backend, url, data, options.overhead_jobs))
-        say(f"  p50 {found.p50_ms:.1f} ms, p99 {found.p99_ms:.1f} ms")
+        say(
+            f"  p50 {found.p50_ms:.1f} ms, p99 {found.p99_ms:.1f} ms; its SQL through the "
+            f"bare driver {found.floor_p50_ms:.1f} ms"
+        )
         overheads.append(found)
     runs = [("SQLite", 1)] + ([("PostgreSQL", 1), ("PostgreSQL", 2)] if len(backends) > 1 else [])
     for backend, workers in runs:
@@ -438,16 +457,21 @@ def render(overheads: list[Overhead], rates: list[Throughput], options: Options)
         "(overhead) or not at all (throughput); routed, recorded in the spend ledger.",
         "",
         "Overhead: wall time from the claim to the end of the final transaction, minus the "
-        "provider's own time; one job at a time.",
+        "provider's own time; one job at a time. Baseline: each job's SQL (every statement, "
+        "commit and rollback it sent) replayed through the bare driver (`sqlite3`, "
+        "synchronous `psycopg`) on a copy of the database taken before the run: the "
+        "database's own part of the overhead.",
         "",
         "| database | jobs | overhead p50 ms | overhead p99 ms | job wall p50 ms "
-        "| SQL statements / job | transactions / job |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| SQL statements / job | transactions / job | its SQL, bare driver, p50 ms "
+        "| overhead ÷ bare SQL |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for o in overheads:
         lines.append(
             f"| {o.backend} | {o.jobs} | {o.p50_ms:.1f} | {o.p99_ms:.1f} | {o.wall_p50_ms:.1f} "
-            f"| {o.statements:.1f} | {o.transactions:.1f} |"
+            f"| {o.statements:.1f} | {o.transactions:.1f} | {o.floor_p50_ms:.1f} "
+            f"| {o.p50_ms / o.floor_p50_ms:.1f}x |"
         )
     lines += [
         "",

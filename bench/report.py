@@ -154,6 +154,8 @@ def generation(r: Report) -> Iterator[Headline]:
         yield Headline(
             f"pipeline overhead per job, {db}, p50/p99 ms",
             f"{row['overhead p50 ms']} / {row['overhead p99 ms']}",
+            f"its SQL through the bare driver {row['its SQL, bare driver, p50 ms']}",
+            row["overhead ÷ bare SQL"],
         )
     for db, procs in (("SQLite", "1"), ("PostgreSQL", "1"), ("PostgreSQL", "2")):
         row = r.row(database=db, worker_processes=procs)
