@@ -451,10 +451,10 @@ async def _success(
     made: _Finished,
     held: Held,
 ) -> Outcome:
-    row = await _mark_succeeded(ctx, conn, claimed, made)
+    uri = made.stored.uri(ctx.settings.generation.public_url)
+    row = await _mark_succeeded(ctx, conn, claimed, made, uri)
     if row is None:  # not this run's any more, or cancelled while the last chunk came
         return await _not_succeeded(ctx, conn, agent, claimed, held, made.now)
-    uri = made.stored.uri(ctx.settings.generation.public_url)
     async with batched_events(conn):  # the events go last: one insert, the lock held least
         await held.record(conn)
         for piece in (made.stored, *made.parts):
@@ -477,7 +477,7 @@ async def _success(
 
 
 async def _mark_succeeded(
-    ctx: WorkerContext, conn: AsyncConnection, claimed: Claimed, made: _Finished
+    ctx: WorkerContext, conn: AsyncConnection, claimed: Claimed, made: _Finished, uri: str
 ) -> Any:
     """The row marked succeeded if it is still this run's and no cancel was asked for
     (read and written in one statement); its id, kind and credits, or None."""
@@ -489,7 +489,7 @@ async def _mark_succeeded(
         "b_provider": output.provider,
         "b_model": output.model,
         "b_cost": output.usage.cost_usd,
-        "b_uri": made.stored.uri(ctx.settings.generation.public_url),
+        "b_uri": uri,
         "b_hash": made.stored.content_hash,
         "b_type": output.content_type,
         "b_detail": _detail(output, claimed.attempts, made.explanation),
