@@ -80,7 +80,7 @@ async def test_the_loop_waits_out_a_database_that_fails_its_writes_and_says_why(
         assert not task.done()
         blocker.execute("ROLLBACK")
         indexer.wake.set()
-        await wait_for(lambda: _has(engine, token))
+        await wait_for(lambda: _caught_up(indexer, engine, token))
         assert indexer.stats.failing is None
     finally:
         blocker.close()
@@ -92,6 +92,12 @@ async def test_the_loop_waits_out_a_database_that_fails_its_writes_and_says_why(
 
 async def _failed_twice(indexer: Indexer) -> bool:
     return indexer.stats.failures >= 2
+
+
+async def _caught_up(indexer: Indexer, engine: AsyncEngine, token: int) -> bool:
+    """The agent stored, and the loop has seen its sync end (the row is visible as the
+    sync commits, a moment before the loop clears ``failing``)."""
+    return indexer.stats.failing is None and await _has(engine, token)
 
 
 async def _has(engine: AsyncEngine, token: int) -> bool:
