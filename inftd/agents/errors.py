@@ -3,6 +3,7 @@
 AgentError
  ├── UnknownAgent   no agent exists for the token id
  │    └── UnknownPeer   the other agent of a message or grant does not exist
+ ├── NotOwner       the agent's owner changed since the request was let in as its owner
  ├── BadMessage     a message of another shape or size (SelfMessage: to its own agent)
  ├── TooManyMessages  a sender past its messages per minute
  ├── UnknownMessage  no such message for the agent
@@ -37,6 +38,14 @@ class UnknownAgent(AgentError):
     def __init__(self, token_id: int) -> None:
         self.token_id = token_id
         super().__init__(f"no agent for package token {token_id}")
+
+
+class NotOwner(AgentError):
+    def __init__(self, token_id: int, admitted: str, owner: str) -> None:
+        self.token_id = token_id
+        self.admitted = admitted
+        self.owner = owner
+        super().__init__(f"package token {token_id} is no longer owned by {admitted}")
 
 
 class BadPreferences(AgentError):

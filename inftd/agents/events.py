@@ -8,21 +8,27 @@ commits later), and a NOTIFY wakes the readers of every process.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+import orjson
+from sqlalchemy import event as sa_event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from inftd.agents.views import iso
-from inftd.store.db import insert_many
+from inftd.store.db import insert_numbered
 from inftd.store.models import EventRecord, table_of
 
 EVENTS_LOCK = 0x1F7D_0001  # advisory lock key that orders event writers on PostgreSQL
 NOTIFY_CHANNEL = "inftd_events"
+# Recorded (with no token) by a reorg's rollback, which can change rows of agents it names
+# no event for (a collaborator's learning entry, a mint): readers of copies drop them all.
+REORGED = "chain.reorged"
 BATCH = "inftd.events.batch"  # conn.info key: the events held back by ``batched_events``
+WRITTEN = "inftd.events.written"  # conn.info key: token id (None: none) → largest seq written
 # Run by the events' INSERT before it makes a row (one round trip); the NOTIFY is delivered
 # at commit, whenever it is asked.
 LOCK_AND_NOTIFY = f"SELECT pg_advisory_xact_lock({EVENTS_LOCK}), pg_notify('{NOTIFY_CHANNEL}', '')"
@@ -44,6 +50,7 @@ class Event:
     payload: dict[str, Any]
     private: bool
     created_at: datetime
+    _wire: list[bytes] = field(default_factory=list, compare=False, repr=False)
 
     @classmethod
     def from_row(cls, row: Any) -> Event:
@@ -59,6 +66,12 @@ class Event:
             "data": self.payload,
             "at": iso(self.created_at),
         }
+
+    def wire(self) -> bytes:
+        """``as_json`` serialized, once however many subscribers it goes to."""
+        if not self._wire:
+            self._wire.append(orjson.dumps(self.as_json()))
+        return self._wire[0]
 
 
 @asynccontextmanager
@@ -88,12 +101,36 @@ async def record_events(conn: AsyncConnection, events: Sequence[NewEvent]) -> No
         held.extend(events)
         return
     postgres = conn.dialect.name == "postgresql"
-    await insert_many(
+    numbered = await insert_numbered(
         conn,
         table_of(EventRecord),
         [
             {"type": e.type, "token_id": e.token_id, "payload": e.payload, "private": e.private}
             for e in events
         ],
+        "token_id",
         first=LOCK_AND_NOTIFY if postgres else None,
     )
+    written: dict[int | None, int] = conn.info.setdefault(WRITTEN, {})
+    for seq, token_id in numbered:
+        written[token_id] = max(seq, written.get(token_id, 0))
+
+
+Written = Callable[[Mapping[int | None, int]], None]
+
+
+def on_written(engine: AsyncEngine, listener: Written) -> None:
+    """Call ``listener`` with {token id: largest seq} of the events each transaction on
+    ``engine`` committed, as its connection goes back to the pool: after the commit, before
+    the code that wrote them goes on. Transactions rolled back report nothing."""
+
+    def rolled_back(conn: Any) -> None:
+        conn.info.pop(WRITTEN, None)
+
+    def checkin(_dbapi_conn: Any, record: Any) -> None:
+        written = record.info.pop(WRITTEN, None)
+        if written:
+            listener(written)
+
+    sa_event.listen(engine.sync_engine, "rollback", rolled_back)
+    sa_event.listen(engine.sync_engine.pool, "checkin", checkin)

@@ -1,7 +1,8 @@
 """An agent's preferences: a small flat JSON object the owner sets as a whole or patches.
 
 Values are strings, numbers or booleans; at most ``MAX_KEYS`` keys of at most
-``MAX_KEY_CHARS`` characters, and at most ``MAX_BYTES`` as compact JSON.
+``MAX_KEY_CHARS`` characters, and at most ``MAX_BYTES`` as compact JSON. Either change
+records ``agent.updated`` (``{"fields": ["preferences"]}``) in its transaction.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inftd.agents.errors import BadPreferences, UnknownAgent
+from inftd.agents.events import NewEvent, record_events
 from inftd.agents.owners import MAX_STORED_TOKEN_ID
 from inftd.store.models import Agent
 
@@ -57,7 +59,12 @@ async def set_preferences(conn: AsyncConnection, token_id: int, value: Any) -> P
     )
     if result.rowcount != 1:
         raise UnknownAgent(token_id)
+    await _changed(conn, token_id)
     return preferences
+
+
+async def _changed(conn: AsyncConnection, token_id: int) -> None:
+    await record_events(conn, [NewEvent("agent.updated", token_id, {"fields": ["preferences"]})])
 
 
 def merge_preferences(current: Preferences, patch: Any) -> Preferences:
@@ -80,4 +87,5 @@ async def patch_preferences(conn: AsyncConnection, agent: Any, patch: Any) -> Pr
     await conn.execute(
         update(Agent).where(Agent.token_id == agent.token_id).values(preferences=preferences)
     )
+    await _changed(conn, agent.token_id)
     return preferences

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inftd.agents.errors import UnknownAgent
 from inftd.agents.writer import AGENT_ROW
-from inftd.store.models import Generation, LearningEntry
+from inftd.store.models import Agent, Generation, LearningEntry
 
 RECENT_ITEMS = 20  # newest entries of the growing lists shown inline; the rest are paged
 
@@ -50,6 +50,43 @@ _GENERATED = (  # the columns shown, not the rounds and parts of ``detail``
     .order_by(Generation.created_at.desc())
     .limit(RECENT_ITEMS)
 )
+
+
+_SUMMARIES = (  # a page of GET /v1/agents: one more than asked, to know whether more follow
+    select(
+        Agent.token_id,
+        Agent.package_type,
+        Agent.owner,
+        Agent.total_credits,
+        Agent.used_credits,
+        Agent.reserved_credits,
+        Agent.level,
+        Agent.last_activity,
+    )
+    .where(Agent.token_id > bindparam("after"))
+    .order_by(Agent.token_id)
+    .limit(bindparam("more"))
+)
+
+
+def summary(agent: Any) -> dict[str, Any]:
+    """An agent as the list shows it."""
+    return {
+        "packageTokenId": agent.token_id,
+        "packageType": agent.package_type,
+        "owner": agent.owner,
+        "availableCredits": agent.total_credits - agent.used_credits - agent.reserved_credits,
+        "level": agent.level,
+        "lastActivity": iso(agent.last_activity),
+    }
+
+
+async def agent_page(
+    conn: AsyncConnection, after: int, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """Summaries of the ``limit`` agents after token id ``after``, and whether more follow."""
+    rows = (await conn.execute(_SUMMARIES, {"after": after, "more": limit + 1})).all()
+    return [summary(row) for row in rows[:limit]], len(rows) > limit
 
 
 async def agent_state(conn: AsyncConnection, token_id: int) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """Who may do what, decided per request for the routes.
 
 ``Authorization: Bearer <token>`` carries a sign-in token (``inftd.daemon.auth``) or the
-operator API key. Owner-only routes read the agent's owner from the database on every
-request, so a transfer of the package token moves control as soon as it is indexed.
+operator API key. Owner-only routes read the agent's owner from this process's live copy
+(``inftd.agents.live``), which follows an indexed transfer within moments; a write is then
+checked again against the owner on the agent's locked row (``inftd.agents.writer.admit``),
+so a copy that lags a sale never lets the seller write.
 
     401 unauthenticated   no credentials
     401 invalid_token     a token that is not ours (or a wrong operator key)
@@ -19,7 +21,8 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from inftd.agents.errors import UnknownAgent
-from inftd.agents.owners import current_owner
+from inftd.agents.live import LiveAgents
+from inftd.agents.writer import admit
 from inftd.daemon.auth import AuthError, Principal, is_operator_key
 from inftd.daemon.http import RUNTIME, ApiError
 
@@ -71,12 +74,18 @@ def require_operator(request: web.Request) -> Principal:
 
 async def require_owner(request: web.Request, token_id: int) -> Principal:
     """The current owner of the agent's package token, or the operator; else 401/403/404."""
-    principal = require_signed_in(request)
-    async with request.app[RUNTIME].engine.connect() as conn:
-        try:
-            owner = await current_owner(conn, token_id)
-        except UnknownAgent as exc:
-            raise ApiError(404, "unknown_agent", str(exc)) from None
-    if not principal.operator and principal.address != owner:
+    return await owner_or_operator(request.app[RUNTIME].live, require_signed_in(request), token_id)
+
+
+async def owner_or_operator(live: LiveAgents, principal: Principal, token_id: int) -> Principal:
+    """``principal`` if it owns the agent (admitted for its writes) or operates; else 403."""
+    try:
+        owner = await live.owner(token_id)
+    except UnknownAgent as exc:
+        raise ApiError(404, "unknown_agent", str(exc)) from None
+    if principal.operator:
+        return principal
+    if principal.address != owner:
         raise ApiError(403, "not_owner", f"only the owner of package token {token_id} may do this")
+    admit(token_id, owner)
     return principal

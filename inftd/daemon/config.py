@@ -82,6 +82,14 @@ class ApiSettings(_Section):
     _split = field_validator("cors_origins", mode="before")(_split_csv)
 
 
+class LiveSettings(_Section):
+    """The live agents: each process's copy of the agents it serves (inftd/agents/live.py)."""
+
+    memory: int = Field(64 << 20, ge=0)  # bytes of copies kept; least recently used leave first
+    # Seconds a read with ?minSeq= waits for this process to hold that seq, at most.
+    min_seq_wait: float = Field(2.0, ge=0, le=60)
+
+
 class PushSettings(_Section):
     allow_private_targets: bool = False  # loopback/private webhook URLs (tests, closed networks)
     max_attempts: int = Field(8, ge=1, le=100)  # deliveries before an event goes dead-letter
@@ -384,6 +392,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     chain: ChainSettings = ChainSettings()
     push: PushSettings = PushSettings()
+    live: LiveSettings = LiveSettings()
     memory: MemorySettings = MemorySettings()
     providers: ProvidersSettings = ProvidersSettings()
     generation: GenerationSettings = GenerationSettings()

@@ -14,8 +14,8 @@ from aiohttp import web
 from inftd.daemon.http import RUNTIME, Handler, error_response
 
 ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
-ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-Id"
-EXPOSE_HEADERS = "Retry-After, X-Request-Id"
+ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key, If-None-Match, X-Request-Id"
+EXPOSE_HEADERS = "ETag, Retry-After, X-Inftd-Seq, X-Request-Id"
 MAX_AGE = 600  # seconds a browser may cache a preflight answer
 ANY = "*"
 

@@ -12,6 +12,8 @@ import orjson
 import sqlalchemy.exc
 from aiohttp import web
 
+from inftd.agents.errors import NotOwner
+from inftd.agents.live import noting_writes
 from inftd.daemon.logs import REQUEST_ID
 from inftd.daemon.runtime import Runtime
 
@@ -21,6 +23,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 RUNTIME = web.AppKey("runtime", Runtime)
 BUSY_RETRY_AFTER = 1  # seconds a client waits after a 503 busy
+VERSIONED_CACHE = "no-cache"  # answers with a version: kept by caches, checked before use
+MAX_SEQ_DIGITS = 19  # an event seq is a BIGINT
+SEQ_HEADER = "X-Inftd-Seq"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # client request ids kept as given
 
 
@@ -38,6 +43,39 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
+def not_modified(request: web.Request, etag: str) -> bool:
+    """Whether ``If-None-Match`` names ``etag`` (weak comparison, as RFC 9110 says)."""
+    given = request.headers.get("If-None-Match")
+    if given is None:
+        return False
+    tags = {tag.strip().removeprefix("W/") for tag in given.split(",")}
+    return etag in tags or "*" in tags
+
+
+def versioned_response(request: web.Request, body: bytes, etag: str | None) -> web.Response:
+    """A JSON answer with its ``ETag``; 304 with no body when the client has that one.
+    ``no-cache``: a cache may keep it but asks again (cheaply, with the ETag) before use."""
+    if etag is None:  # a read that writes kept overtaking: no version to name
+        return web.Response(body=body, content_type="application/json")
+    headers = {"ETag": etag, "Cache-Control": VERSIONED_CACHE}
+    if not_modified(request, etag):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=body, content_type="application/json", headers=headers)
+
+
+async def reach_min_seq(request: web.Request) -> None:
+    """``?minSeq=N``: wait (``live.min_seq_wait`` at most) until this process's copies hold
+    every event up to N, the ``X-Inftd-Seq`` of an answer from another process; then
+    answer with what it holds (its ``X-Inftd-Seq`` says how far that is)."""
+    raw = request.query.get("minSeq")
+    if raw is None:
+        return
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > MAX_SEQ_DIGITS:
+        raise ApiError(400, "bad_min_seq", f"minSeq must be an event seq in decimal, got {raw!r}")
+    runtime = request.app[RUNTIME]
+    await runtime.live.reach(int(raw), runtime.settings.live.min_seq_wait)
+
+
 def error_response(status: int, code: str, message: str) -> web.Response:
     return json_response({"error": {"code": code, "message": message}}, status)
 
@@ -52,15 +90,21 @@ async def read_json(request: web.Request) -> Any:
 
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The client's X-Request-Id if it is a sane one, else a new one; in logs and the answer."""
+    """The client's X-Request-Id if it is a sane one, else a new one; in logs and the answer.
+    Also ``X-Inftd-Seq``: every event up to it is in this answer or this process's copies
+    (a write's own events included), the ``?minSeq=`` for a read from another process."""
     given = request.headers.get("X-Request-Id", "")
     request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
     token = REQUEST_ID.set(request_id)
     try:
-        response = await handler(request)
+        with noting_writes() as wrote:
+            response = await handler(request)
     finally:
         REQUEST_ID.reset(token)
     response.headers["X-Request-Id"] = request_id
+    runtime = request.app.get(RUNTIME)
+    position = runtime.live.position if runtime is not None else 0
+    response.headers[SEQ_HEADER] = str(max(wrote[0], position))
     return response
 
 
@@ -71,6 +115,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message)
+    except NotOwner as exc:  # sold since the request was let in (inftd.agents.writer)
+        return error_response(403, "not_owner", str(exc))
     except sqlalchemy.exc.TimeoutError:
         # The connection pool stayed exhausted: an overload, not a fault, and worth a retry.
         log.warning("database pool exhausted on %s %s", request.method, request.path)

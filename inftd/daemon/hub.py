@@ -1,9 +1,10 @@
 """The event hub: tails the events table in seq order and fans events out to subscribers.
 
 Every process runs one hub. It wakes when its own writers poke it, when PostgreSQL
-NOTIFYs a commit from any process, or at ``poll_interval`` as a floor. Each subscriber has
-a bounded buffer: one that falls ``limit`` events behind is cut off rather than allowed
-to slow the others or grow without bound.
+NOTIFYs a commit from any process, or at ``poll_interval`` as a floor. Each event goes
+first to the live agents (``inftd.agents.live``), whose copies it keeps true, then to the
+subscribers. Each subscriber has a bounded buffer: one that falls ``limit`` events behind
+is cut off rather than allowed to slow the others or grow without bound.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from collections.abc import Iterable
 
 import psycopg
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inftd.agents.events import NOTIFY_CHANNEL, Event
+from inftd.agents.live import LiveAgents
 from inftd.store.db import sync_url
 from inftd.store.models import EventRecord
 
@@ -26,6 +29,7 @@ log = logging.getLogger(__name__)
 
 FETCH_BATCH = 1000  # events read from the table per query
 LISTEN_RETRY = 2.0  # seconds before re-opening a lost LISTEN connection
+READ_RETRY = 1.0  # seconds before reading the events table again after it failed
 OWNER_CHANGED = "owner.changed"  # the indexer's event of a package token's Transfer
 
 
@@ -85,8 +89,9 @@ class Subscription:
 
 
 class Hub:
-    def __init__(self, engine: AsyncEngine, poll_interval: float = 0.5) -> None:
+    def __init__(self, engine: AsyncEngine, live: LiveAgents, poll_interval: float = 0.5) -> None:
         self.engine = engine
+        self.live = live  # the agents' copies, kept true by every event dispatched
         self.poll_interval = poll_interval
         self.last_seq = 0  # every event up to here has been dispatched
         self.subscriptions: set[Subscription] = set()
@@ -109,20 +114,37 @@ class Hub:
     async def run(self, stop: asyncio.Event) -> None:
         async with self.engine.connect() as conn:
             self.last_seq = int(await conn.scalar(select(func.max(EventRecord.seq))) or 0)
+        self.live.track(self.last_seq)
         self._started.set()
         listener = None
         if self.engine.dialect.name == "postgresql":
             listener = asyncio.create_task(self._listen(stop))
         try:
             while not stop.is_set():
-                await self.dispatch_new()
+                await self._dispatch_or_wait()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
                 self._wake.clear()
         finally:
+            self.live.untrack()
             if listener:
                 listener.cancel()
                 await asyncio.gather(listener, return_exceptions=True)
+
+    async def _dispatch_or_wait(self) -> None:
+        """A dispatch; if the database fails it, the copies are let go (reads go to SQL)
+        until a dispatch succeeds again, and it is tried again after ``READ_RETRY``."""
+        try:
+            await self.dispatch_new()
+        except (SQLAlchemyError, OSError) as exc:
+            if self.live.tracking:
+                log.warning("events unreadable, live agents off until they are: %s", exc)
+            self.live.untrack()
+            await asyncio.sleep(READ_RETRY)
+            return
+        if not self.live.tracking:
+            log.info("events readable again, live agents on")
+            self.live.track(self.last_seq)
 
     async def started(self) -> None:
         await self._started.wait()
@@ -138,10 +160,13 @@ class Hub:
             while True:
                 events = await self.read(after=self.last_seq, limit=FETCH_BATCH)
                 for event in events:
+                    self.live.apply(event)  # first: a subscriber told of it reads it
                     for subscription in list(self.subscriptions):
                         subscription.offer(event)
                     self.last_seq = event.seq
                 delivered += len(events)
+                if events:
+                    await self.live.advanced(self.last_seq)
                 if len(events) < FETCH_BATCH:
                     return delivered
 

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inftd.agents.embeddings import Embedder
+from inftd.agents.live import LiveAgents
 from inftd.agents.writer import AgentWriter
 from inftd.daemon.auth import TokenSigner
 from inftd.daemon.config import Settings
@@ -41,6 +42,7 @@ class Runtime:
     webhooks: WebhookIngest
     tokens: TokenSigner  # signs and checks sign-in bearer tokens
     hub: Hub
+    live: LiveAgents  # this process's copies of the agents it serves
     embedder: Embedder  # memories' vectors, built from settings.memory
     replay_guard: ReplayGuard = field(default_factory=ReplayGuard)
     webhook_counts: Counter[str] = field(default_factory=Counter)
@@ -91,7 +93,8 @@ async def open_runtime(settings: Settings, deployment: Deployment) -> AsyncItera
         await check_chain(rpc, deployment)
         await bind_chain(engine, deployment.identity())
         indexer = Indexer(rpc, engine, deployment, indexer_config(settings))
-        hub = Hub(engine, settings.api.hub_poll_interval)
+        live = LiveAgents(engine, settings.live.memory)
+        hub = Hub(engine, live, settings.api.hub_poll_interval)
         indexer.on_commit = hub.poke
         webhooks = WebhookIngest(rpc, engine, indexer.decoder, deployment.chain_id)
         yield Runtime(
@@ -103,6 +106,7 @@ async def open_runtime(settings: Settings, deployment: Deployment) -> AsyncItera
             webhooks=webhooks,
             tokens=TokenSigner.from_settings(settings),
             hub=hub,
+            live=live,
             embedder=embedder,
         )
     finally:

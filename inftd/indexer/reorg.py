@@ -15,7 +15,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from inftd.agents.events import NewEvent, record_events
+from inftd.agents.events import REORGED, NewEvent, record_events
 from inftd.agents.ledger import refresh_balances
 from inftd.store.models import (
     Agent,
@@ -72,7 +72,10 @@ async def rollback_to(conn: AsyncConnection, ancestor: int) -> Rollback:
                 {"ancestor": ancestor},
             )
             for t in sorted(affected)
-        ],
+        ]
+        # Last: rows of agents named by no event above changed too (a collaborator's
+        # learning entry, a mint the relayer saw mined): copies of agents go, all of them.
+        + [NewEvent(REORGED, None, {"ancestor": ancestor})],
     )
     return Rollback(ancestor, max(removed.rowcount, 0), len(survivors))
 

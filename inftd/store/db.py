@@ -22,7 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Column, Connection, Dialect, Engine, Table, create_engine, event
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    CursorResult,
+    Dialect,
+    Engine,
+    Table,
+    create_engine,
+    event,
+)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -227,7 +237,7 @@ def _names(table: Table, dialect: Dialect, names: Sequence[str]) -> str:
 
 async def _insert_sqlite(
     conn: AsyncConnection, table: Table, columns: Columns, rows: int, skip_conflicts: bool
-) -> int:
+) -> CursorResult[Any]:
     dialect = conn.dialect
     fixed = _batch_defaults(table, list(columns))
     values = [_driver_values(table.c[k], dialect, v) for k, v in columns.items()]
@@ -236,8 +246,7 @@ async def _insert_sqlite(
     conflict = " ON CONFLICT DO NOTHING" if skip_conflicts else ""
     sql = f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
     sql += f"({_names(table, dialect, [*columns, *fixed])}) VALUES ({marks}){conflict}"
-    result = await conn.exec_driver_sql(sql, list(zip(*values, strict=True)))
-    return max(result.rowcount, 0)  # sqlite3 sums executemany's changes: skipped rows add 0
+    return await conn.exec_driver_sql(sql, list(zip(*values, strict=True)))
 
 
 def _postgres_sql(
@@ -323,7 +332,8 @@ async def insert_columns(
     if conn.dialect.name != "postgresql":
         if first is not None:
             raise ValueError("insert_columns(first=...) needs PostgreSQL")
-        return await _insert_sqlite(conn, table, columns, rows, skip_conflicts)
+        result = await _insert_sqlite(conn, table, columns, rows, skip_conflicts)
+        return max(result.rowcount, 0)  # sqlite3 sums executemany's changes: skipped add 0
     sql, params = _postgres_statement(conn, table, columns, skip_conflicts, first)
     result = await conn.exec_driver_sql(sql, params)
     return max(result.rowcount, 0)  # one statement: its rowcount counts the rows inserted
@@ -336,6 +346,7 @@ async def insert_returning(
     returning: Sequence[str],
     *,
     skip_conflicts: bool = False,
+    first: str | None = None,
 ) -> list[tuple[Any, ...]]:
     """``insert_columns`` on PostgreSQL, returning ``returning`` of each row inserted (in no
     promised order). SQLite has no RETURNING for executemany: callers choose keys there."""
@@ -343,9 +354,35 @@ async def insert_returning(
         raise ValueError("insert_returning needs PostgreSQL")
     if not _row_count(columns):
         return []
-    sql, params = _postgres_statement(conn, table, columns, skip_conflicts)
+    sql, params = _postgres_statement(conn, table, columns, skip_conflicts, first)
     sql += f" RETURNING {_names(table, conn.dialect, returning)}"
     return [tuple(row) for row in await conn.exec_driver_sql(sql, params)]
+
+
+async def insert_numbered(
+    conn: AsyncConnection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    also: str,
+    *,
+    first: str | None = None,
+) -> list[tuple[int, Any]]:
+    """INSERT ``rows`` (as ``insert_many``) into a table whose key the database numbers;
+    returns (key, value of column ``also``) of each row written. One statement on either
+    database: on SQLite the driver reads ``last_insert_rowid()`` in the statement's own hop
+    (the rows of one statement, under the write lock, get consecutive keys in order)."""
+    if not rows:
+        return []
+    columns = {key: [row[key] for row in rows] for key in rows[0]}
+    if conn.dialect.name == "postgresql":
+        (key,) = table.primary_key.columns.keys()
+        written = await insert_returning(conn, table, columns, [key, also], first=first)
+        return [(int(number), value) for number, value in written]
+    if first is not None:
+        raise ValueError("insert_numbered(first=...) needs PostgreSQL")
+    result = await _insert_sqlite(conn, table, columns, len(rows), skip_conflicts=False)
+    start = int(result.lastrowid) - len(rows) + 1
+    return [(start + i, value) for i, value in enumerate(columns[also])]
 
 
 async def insert_many(

@@ -45,7 +45,10 @@ def _run(
             cursor.execute(begin)
         if many:
             cursor.executemany(sql, parameters)
-            return _Done(cursor, [])
+            done = _Done(cursor, [])
+            if sql.startswith("INSERT"):  # sqlite3 leaves lastrowid alone after executemany
+                done.lastrowid = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+            return done
         cursor.execute(sql, parameters)
         return _Done(cursor, cursor.fetchall() if cursor.description else [])
     finally:

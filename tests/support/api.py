@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,6 +14,7 @@ from eth_account.messages import encode_defunct
 from inftd.daemon.config import Settings
 from inftd.daemon.devnet import DevAccount
 from inftd.daemon.http import RUNTIME
+from inftd.daemon.hub import Hub
 from inftd.daemon.runtime import Runtime, open_runtime
 from inftd.daemon.server import create_app
 from inftd.indexer.deployment import Deployment
@@ -28,6 +30,29 @@ async def api_client(settings: Settings, deployment: Deployment) -> AsyncIterato
         TestClient(TestServer(create_app(runtime))) as client,
     ):
         yield client
+
+
+@asynccontextmanager
+async def indexed_with_hub(settings: Settings, deployment: Deployment) -> AsyncIterator[TestClient]:
+    """``api_client`` over the chain as it is now, indexed, with the hub running (so
+    events reach subscribers, and the live agents keep copies)."""
+    async with api_client(settings, deployment) as client:
+        runtime = runtime_of(client)
+        await runtime.indexer.sync_once()
+        async with hub_running(runtime.hub):
+            yield client
+
+
+@asynccontextmanager
+async def hub_running(hub: Hub) -> AsyncIterator[Hub]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(hub.run(stop))
+    await hub.started()
+    try:
+        yield hub
+    finally:
+        stop.set()
+        await task
 
 
 def runtime_of(client: TestClient) -> Runtime:

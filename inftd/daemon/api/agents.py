@@ -6,14 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 
 from inftd.agents.errors import BadPreferences, UnknownAgent
 from inftd.agents.preferences import set_preferences
-from inftd.agents.views import agent_state, iso
 from inftd.daemon.access import require_owner
-from inftd.daemon.http import RUNTIME, ApiError, json_response, read_json
-from inftd.store.models import Agent
+from inftd.daemon.http import (
+    RUNTIME,
+    ApiError,
+    json_response,
+    reach_min_seq,
+    read_json,
+    versioned_response,
+)
 
 MAX_STORED_TOKEN_ID = 2**63 - 1  # token ids are sequential; larger ones cannot have an agent
 MAX_TOKEN_DIGITS = 78  # a uint256 has at most 78 decimal digits
@@ -54,56 +58,25 @@ def _page_of(request: web.Request) -> tuple[int, int]:
     return limit or LIST_PAGE, -1 if after is None else after
 
 
-SUMMARY_COLUMNS = (
-    Agent.token_id,
-    Agent.package_type,
-    Agent.owner,
-    Agent.total_credits,
-    Agent.used_credits,
-    Agent.reserved_credits,
-    Agent.level,
-    Agent.last_activity,
-)
-
-
-def _summary(agent: Any) -> dict[str, Any]:
-    return {
-        "packageTokenId": agent.token_id,
-        "packageType": agent.package_type,
-        "owner": agent.owner,
-        "availableCredits": agent.total_credits - agent.used_credits - agent.reserved_credits,
-        "level": agent.level,
-        "lastActivity": iso(agent.last_activity),
-    }
-
-
 async def list_agents(request: web.Request) -> web.Response:
     """A page of agent summaries in token id order; ``next`` is the ``after`` of the next."""
     limit, after = _page_of(request)
     if after >= MAX_STORED_TOKEN_ID:  # no stored id lies beyond; keeps the bind in BIGINT
         return json_response({"agents": [], "next": None})
-    query = (
-        select(*SUMMARY_COLUMNS)
-        .where(Agent.token_id > after)
-        .order_by(Agent.token_id)
-        .limit(limit + 1)
-    )
-    async with request.app[RUNTIME].engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
-    page = [_summary(row) for row in rows[:limit]]
-    more = len(rows) > limit
-    return json_response({"agents": page, "next": page[-1]["packageTokenId"] if more else None})
+    await reach_min_seq(request)
+    page = await request.app[RUNTIME].live.page(after, limit)
+    return versioned_response(request, page.body, page.etag)
 
 
 async def get_agent(request: web.Request) -> web.Response:
+    """The agent from this process's live copy, its version (last event seq) as the ETag."""
     token_id = token_id_of(request)
-    if token_id > MAX_STORED_TOKEN_ID:
-        raise ApiError(404, "unknown_agent", str(UnknownAgent(token_id)))
-    async with request.app[RUNTIME].engine.connect() as conn:
-        try:
-            return json_response(await agent_state(conn, token_id))
-        except UnknownAgent as exc:
-            raise ApiError(404, "unknown_agent", str(exc)) from None
+    await reach_min_seq(request)
+    try:
+        entry = await request.app[RUNTIME].live.agent(token_id)
+    except UnknownAgent as exc:
+        raise ApiError(404, "unknown_agent", str(exc)) from None
+    return versioned_response(request, entry.document, entry.etag)
 
 
 async def put_preferences(request: web.Request) -> web.Response:
@@ -112,13 +85,15 @@ async def put_preferences(request: web.Request) -> web.Response:
     body = await read_json(request)
     if has_nul(body):  # PostgreSQL's jsonb cannot hold it: refused on every database alike
         raise ApiError(400, "bad_preferences", "preferences may not contain NUL (\\u0000)")
-    async with request.app[RUNTIME].engine.begin() as conn:
-        try:
+    runtime = request.app[RUNTIME]
+    try:
+        async with runtime.writer.write(token_id) as (conn, _):
             preferences = await set_preferences(conn, token_id, body)
-        except BadPreferences as exc:
-            raise ApiError(400, "bad_preferences", str(exc)) from None
-        except UnknownAgent as exc:
-            raise ApiError(404, "unknown_agent", str(exc)) from None
+    except BadPreferences as exc:
+        raise ApiError(400, "bad_preferences", str(exc)) from None
+    except UnknownAgent as exc:
+        raise ApiError(404, "unknown_agent", str(exc)) from None
+    runtime.hub.poke()
     return json_response({"packageTokenId": token_id, "preferences": preferences})
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from inftd.agents.credits import MAX_AMOUNT, MAX_KEY_CHARS, adjust
@@ -36,7 +37,14 @@ from inftd.agents.ledger import cached_balances, ledger_page
 from inftd.agents.owners import MAX_STORED_TOKEN_ID
 from inftd.daemon.access import require_operator, require_owner
 from inftd.daemon.api.agents import MAX_TOKEN_DIGITS, token_id_of
-from inftd.daemon.http import RUNTIME, ApiError, json_response, read_json
+from inftd.daemon.http import (
+    RUNTIME,
+    ApiError,
+    json_response,
+    reach_min_seq,
+    read_json,
+    versioned_response,
+)
 
 LEDGER_PAGE = 50  # entries per page unless ?limit= says otherwise
 MAX_LEDGER_PAGE = 200
@@ -111,12 +119,13 @@ async def legacy_credits(request: web.Request) -> web.Response:
     if raw is None:
         raise ApiError(400, "bad_token_id", "give the package token as ?tokenId=N")
     token_id = _decimal(raw, "tokenId", "bad_token_id")
-    async with request.app[RUNTIME].engine.connect() as conn:
-        try:
-            balances = await cached_balances(conn, token_id)
-        except UnknownAgent as exc:
-            raise api_error(exc) from None
-    return json_response({"packageTokenId": token_id, **balances.as_json()})
+    await reach_min_seq(request)
+    try:
+        entry = await request.app[RUNTIME].live.agent(token_id)
+    except UnknownAgent as exc:
+        raise api_error(exc) from None
+    body = orjson.dumps({"packageTokenId": token_id, **entry.balances.as_json()})
+    return versioned_response(request, body, entry.etag)
 
 
 def _adjustment(body: Any) -> tuple[int, str, str]:

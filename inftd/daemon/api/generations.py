@@ -27,8 +27,10 @@ the limit or field: 400 ``bad_request`` / ``limit_exceeded`` (prompt length) /
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from inftd.agents.errors import (
@@ -39,9 +41,9 @@ from inftd.agents.errors import (
     UnknownGeneration,
     UnpricedGeneration,
 )
-from inftd.agents.learning import generation_token
-from inftd.agents.owners import MAX_STORED_TOKEN_ID, current_owner
-from inftd.daemon.access import require_owner, require_signed_in
+from inftd.agents.live import content_etag
+from inftd.agents.owners import MAX_STORED_TOKEN_ID
+from inftd.daemon.access import owner_or_operator, require_owner, require_signed_in
 from inftd.daemon.api.agents import token_id_of
 from inftd.daemon.api.credits import api_error
 from inftd.daemon.auth import Principal
@@ -52,9 +54,24 @@ from inftd.daemon.generation.errors import (
     NoCollaboration,
     NotCancellable,
 )
-from inftd.daemon.generation.queue import Created, cancel, create, generation_view, list_generations
+from inftd.daemon.generation.queue import (
+    Created,
+    cancel,
+    create,
+    generation_unminted,
+    list_generations,
+    with_mint,
+)
 from inftd.daemon.generation.requests import parse_request
-from inftd.daemon.http import RUNTIME, ApiError, json_response, read_json
+from inftd.daemon.http import (
+    RUNTIME,
+    ApiError,
+    json_response,
+    not_modified,
+    reach_min_seq,
+    read_json,
+    versioned_response,
+)
 from inftd.daemon.runtime import Runtime
 
 PAGE = 20  # generations per page unless ?limit= says otherwise
@@ -160,22 +177,29 @@ async def _owned_generation(request: web.Request) -> tuple[str, int]:
     """The generation of the route and its agent, if the caller owns it (or operates)."""
     generation_id = request.match_info["generation_id"]
     require_signed_in(request)  # who asks comes before whether the generation exists
-    async with request.app[RUNTIME].engine.connect() as conn:
-        try:
-            token_id = await generation_token(conn, generation_id)
-        except UnknownGeneration as exc:
-            raise ApiError(404, "unknown_generation", str(exc)) from None
+    try:
+        token_id = await request.app[RUNTIME].live.generation_token(generation_id)
+    except UnknownGeneration as exc:
+        raise ApiError(404, "unknown_generation", str(exc)) from None
     await require_owner(request, token_id)
     return generation_id, token_id
 
 
 async def get_generation(request: web.Request) -> web.Response:
-    generation_id, _ = await _owned_generation(request)
-    async with request.app[RUNTIME].engine.connect() as conn:
-        view = await generation_view(conn, generation_id)
+    """The generation from its agent's live copy (its mint read fresh); a content ETag."""
+    generation_id, token_id = await _owned_generation(request)
+    await reach_min_seq(request)
+    runtime = request.app[RUNTIME]
+    load = functools.partial(generation_unminted, generation_id=generation_id)
+    try:
+        view = await runtime.live.extra(token_id, ("generation", generation_id), load)
+    except UnknownAgent:
+        view = None
     if view is None:  # rolled back by a reorg in between
         raise ApiError(404, "unknown_generation", str(UnknownGeneration(generation_id)))
-    return json_response(view)
+    async with runtime.engine.connect() as conn:
+        body = orjson.dumps(await with_mint(conn, view))
+    return versioned_response(request, body, content_etag(body))
 
 
 async def post_cancel(request: web.Request) -> web.Response:
@@ -217,14 +241,6 @@ async def get_generations(request: web.Request) -> web.Response:
 # -- content ------------------------------------------------------------------------------
 
 
-def _not_modified(request: web.Request, etag: str) -> bool:
-    given = request.headers.get("If-None-Match")
-    if given is None:
-        return False
-    tags = {tag.strip().removeprefix("W/") for tag in given.split(",")}
-    return etag in tags or "*" in tags
-
-
 async def get_content(request: web.Request) -> web.Response:
     sha256 = request.match_info["sha256"]
     if not SHA256.fullmatch(sha256):
@@ -242,7 +258,7 @@ async def get_content(request: web.Request) -> web.Response:
         "Cache-Control": CACHE_CONTROL,
         "X-Content-Type-Options": "nosniff",
     }
-    if _not_modified(request, headers["ETag"]):
+    if not_modified(request, headers["ETag"]):
         return web.Response(status=304, headers=headers)
     return web.Response(body=data, headers={**headers, "Content-Type": content_type})
 
@@ -260,15 +276,7 @@ async def socket_generate(
         raise ApiError(400, "bad_token_id", "tokenId must be a non-negative integer")
     if principal.address is None and not principal.operator:
         raise ApiError(401, "unauthenticated", "generating needs the owner's sign-in token")
-    if token_id > MAX_STORED_TOKEN_ID:
-        raise ApiError(404, "unknown_agent", str(UnknownAgent(token_id)))
-    async with runtime.engine.connect() as conn:
-        try:
-            owner = await current_owner(conn, token_id)
-        except UnknownAgent as exc:
-            raise ApiError(404, "unknown_agent", str(exc)) from None
-    if not principal.operator and principal.address != owner:
-        raise ApiError(403, "not_owner", f"only the owner of package token {token_id} may do this")
+    await owner_or_operator(runtime.live, principal, token_id)
     raw_key = command.get("idempotencyKey")
     if raw_key is not None and not isinstance(raw_key, str):
         raise ApiError(400, "bad_idempotency_key", "idempotencyKey must be a string")

@@ -128,8 +128,6 @@ async def patch_agent_preferences(request: web.Request) -> web.Response:
     try:
         async with runtime.writer.write(token_id) as (conn, agent):
             preferences = await patch_preferences(conn, agent, patch)
-            event = NewEvent("agent.updated", token_id, {"fields": ["preferences"]})
-            await record_events(conn, [event])
     except BadPreferences as exc:
         raise ApiError(400, "bad_preferences", str(exc)) from None
     except UnknownAgent as exc:

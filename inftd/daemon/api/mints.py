@@ -4,7 +4,8 @@
     POST /api/mint-generation-nft               the seed's path: {"generationId": "..."}
 
 202: the mint is pending again with a fresh budget of tries (a succeeded generation that
-has no mint yet gets one), and the relayer takes it on its next round. 409 when there is
+has no mint yet gets one), and the relayer takes it on its next round; the agent's channel
+gets ``mint.requested``. 409 when there is
 nothing to ask for: the generation has not succeeded, its NFT exists (``already_minted``),
 or a mint is under way (``mint_in_flight``).
 """
@@ -17,8 +18,8 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from inftd.agents.errors import UnknownGeneration
-from inftd.agents.learning import generation_token
+from inftd.agents.errors import UnknownAgent, UnknownGeneration
+from inftd.agents.events import NewEvent, record_events
 from inftd.daemon.access import require_owner, require_signed_in
 from inftd.daemon.generation.mints import add_mint, mint_json
 from inftd.daemon.http import RUNTIME, ApiError, json_response, read_json
@@ -28,14 +29,14 @@ from inftd.store.models import Generation, Mint
 PATH = "/v1/generations/{generation_id}/mint"
 LEGACY_PATH = "/api/mint-generation-nft"
 SUCCEEDED = "succeeded"
+REQUESTED = "mint.requested"  # the event: the mint is pending again (or new)
 
 
 async def _token_of(request: web.Request, generation_id: str) -> int:
-    async with request.app[RUNTIME].engine.connect() as conn:
-        try:
-            return await generation_token(conn, generation_id)
-        except UnknownGeneration as exc:
-            raise ApiError(404, "unknown_generation", str(exc)) from None
+    try:
+        return await request.app[RUNTIME].live.generation_token(generation_id)
+    except UnknownGeneration as exc:
+        raise ApiError(404, "unknown_generation", str(exc)) from None
 
 
 async def _mint_row(conn: AsyncConnection, generation_id: str) -> Any:
@@ -66,11 +67,18 @@ async def _ask_again(conn: AsyncConnection, generation_id: str) -> dict[str, Any
 
 async def _mint(request: web.Request, generation_id: str) -> web.Response:
     require_signed_in(request)  # who asks comes before whether the generation exists
-    await require_owner(request, await _token_of(request, generation_id))
+    token_id = await _token_of(request, generation_id)
+    await require_owner(request, token_id)
     runtime = request.app[RUNTIME]
-    async with runtime.engine.begin() as conn:
-        mint = await _ask_again(conn, generation_id)
-    return json_response({"generationId": generation_id, "mint": mint}, 202)
+    try:
+        async with runtime.writer.write(token_id) as (conn, _):
+            mint = await _ask_again(conn, generation_id)
+            data = {"generationId": generation_id, "mint": mint}
+            await record_events(conn, [NewEvent(REQUESTED, token_id, data)])
+    except UnknownAgent:  # removed by a reorg since
+        raise ApiError(404, "unknown_generation", f"no generation {generation_id}") from None
+    runtime.hub.poke()
+    return json_response(data, 202)
 
 
 async def post_mint(request: web.Request) -> web.Response:

@@ -46,7 +46,7 @@ from inftd.agents.messages import (
     unread_count,
 )
 from inftd.agents.owners import MAX_STORED_TOKEN_ID, current_owner
-from inftd.daemon.access import require_owner
+from inftd.daemon.access import owner_or_operator, require_owner
 from inftd.daemon.api.agents import MAX_TOKEN_DIGITS, token_id_of
 from inftd.daemon.auth import Principal
 from inftd.daemon.http import RUNTIME, ApiError, error_response, json_response, read_json
@@ -242,13 +242,7 @@ async def socket_send(runtime: Runtime, principal: Principal, command: dict[str,
         raise ApiError(400, "bad_token_id", "tokenId must be a non-negative integer")
     if principal.address is None and not principal.operator:
         raise ApiError(401, "unauthenticated", "sending needs the owner's sign-in token")
-    async with runtime.engine.connect() as conn:
-        try:
-            owner = await current_owner(conn, sender)
-        except UnknownAgent as exc:
-            raise ApiError(404, "unknown_agent", str(exc)) from None
-    if not principal.operator and principal.address != owner:
-        raise ApiError(403, "not_owner", f"only the owner of package token {sender} may send")
+    await owner_or_operator(runtime.live, principal, sender)
     fields = {k: v for k, v in command.items() if k not in ("type", "tokenId")}
     return await send(runtime, sender, fields)
 

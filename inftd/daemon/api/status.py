@@ -74,6 +74,7 @@ async def status_document(runtime: Runtime) -> dict[str, Any]:
         # This process's generation worker and its providers; null where none runs.
         "generation": None if generation is None else _worker(generation),
         "providers": None if generation is None else generation["providers"],
+        "live": runtime.live.report(),  # this process's copies of the agents it serves
     }
 
 

@@ -25,11 +25,8 @@ from typing import Any
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inftd.agents.errors import TooManyMessages, UnknownAgent
-from inftd.agents.owners import MAX_STORED_TOKEN_ID, current_owner
-from inftd.agents.views import agent_state
 from inftd.daemon.access import principal_for, principal_of
 from inftd.daemon.api import generations, social
 from inftd.daemon.api.agents import token_id_of
@@ -44,13 +41,6 @@ REPLAY_PAGE = 500  # events read per query when replaying since a seq
 CLOSE_GRACE = 2.0  # seconds a cut-off client gets to take the close frame
 
 Command = Callable[["SocketSession", dict[str, Any]], Awaitable[None]]
-
-
-async def stored_agent(conn: AsyncConnection, token_id: int) -> dict[str, Any]:
-    """The agent's state; ``UnknownAgent`` also for ids too large for the BIGINT column."""
-    if token_id > MAX_STORED_TOKEN_ID:
-        raise UnknownAgent(token_id)
-    return await agent_state(conn, token_id)
 
 
 def since_of(request: web.Request) -> int | None:
@@ -82,20 +72,24 @@ class SocketSession:
             self.transport.abort()
 
     async def send(self, message: dict[str, Any]) -> None:
+        await self.send_text(orjson.dumps(message))
+
+    async def send_text(self, text: bytes) -> None:
+        """A text frame of UTF-8 JSON, as serialized (events are, once for all sockets)."""
         async with self._send_lock:
-            await self.ws.send_str(orjson.dumps(message).decode())
+            await self.ws.send_frame(text, WSMsgType.TEXT)
 
     async def snapshot(self, token_id: int) -> None:
         if await may_see_private(self, token_id):
             self.sub.private_tokens.add(token_id)
-        async with self.runtime.engine.connect() as conn:
-            agent = await stored_agent(conn, token_id)
+        seq = self.runtime.hub.last_seq  # before the read: events after it follow live
+        entry = await self.runtime.live.agent(token_id)
         await self.send(
             {
                 "type": "snapshot",
                 "tokenId": token_id,
-                "seq": self.runtime.hub.last_seq,
-                "agent": agent,
+                "seq": seq,
+                "agent": orjson.Fragment(entry.document),
             }
         )
 
@@ -127,12 +121,12 @@ class SocketSession:
             events = await self.runtime.hub.read(after, REPLAY_PAGE, until=until, tokens=tokens)
             for event in events:
                 if self.sub.wants(event):
-                    await self.send(event.as_json())
+                    await self.send_text(event.wire())
             after = events[-1].seq if events else None
 
     async def _send_live(self) -> None:
         while (event := await self.sub.next()) is not None:
-            await self.send(event.as_json())
+            await self.send_text(event.wire())
 
     async def _cut_off(self) -> None:
         """Close a client that fell behind, even if a send to it was stuck (its whole frame
@@ -243,11 +237,10 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
     runtime = request.app[RUNTIME]
     token_id, since = token_id_of(request), since_of(request)
     principal = socket_principal(request)
-    async with runtime.engine.connect() as conn:
-        try:
-            await stored_agent(conn, token_id)
-        except UnknownAgent as exc:
-            raise ApiError(404, "unknown_agent", str(exc)) from None
+    try:
+        await runtime.live.agent(token_id)
+    except UnknownAgent as exc:
+        raise ApiError(404, "unknown_agent", str(exc)) from None
     ws = await _open(request)
     viewer = None if principal.operator else principal.address  # the operator sees all
     sub = Subscription(runtime.settings.api.ws_queue, tokens={token_id}, viewer=viewer)
@@ -269,9 +262,7 @@ async def may_see_private(session: SocketSession, token_id: int) -> bool:
         return True
     if principal.address is None:
         return False
-    async with session.runtime.engine.connect() as conn:
-        owner: str = await current_owner(conn, token_id)
-    return owner == principal.address
+    return await session.runtime.live.owner(token_id) == principal.address
 
 
 async def firehose(request: web.Request) -> web.WebSocketResponse:

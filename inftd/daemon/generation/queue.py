@@ -134,6 +134,23 @@ async def generation_view(conn: AsyncConnection, generation_id: str) -> dict[str
     return None if row is None else generation_json(row, await mint_of(conn, generation_id))
 
 
+async def generation_unminted(conn: AsyncConnection, generation_id: str) -> dict[str, Any] | None:
+    """The generation as ``generation_view`` shows it but for its mint (None), or None.
+
+    Each change of a generation's row records an event of its agent, so this can be kept
+    with the agent's live copy; its mint cannot: the relayer moves a mint through states
+    (signed, fee-bumped, mined) that it records no event for."""
+    row = await read_generation(conn, generation_id)
+    return None if row is None else generation_json(row)
+
+
+async def with_mint(conn: AsyncConnection, view: dict[str, Any]) -> dict[str, Any]:
+    """``view`` (of ``generation_unminted``) with its mint: only a succeeded one has any."""
+    if view["status"] != SUCCEEDED:
+        return view
+    return {**view, "mint": await mint_of(conn, view["id"])}
+
+
 async def list_generations(
     conn: AsyncConnection, token_id: int, limit: int, before: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:

@@ -291,10 +291,15 @@ async def _drop_old_progress(engine: AsyncEngine, retention: float) -> None:
     """Progress is for watching a job live; a client resuming a day later gets the result
     events (kept), not the stream."""
     cutoff = utcnow() - timedelta(seconds=retention)
+    newest = select(func.max(EventRecord.seq)).scalar_subquery()
     async with engine.begin() as conn:
         await conn.execute(
             delete(EventRecord).where(
-                EventRecord.type == "generation.progress", EventRecord.created_at < cutoff
+                EventRecord.type == "generation.progress",
+                EventRecord.created_at < cutoff,
+                # Never the newest: SQLite numbers the next event max(seq) + 1, and a reused
+                # seq would be one that readers have passed already.
+                EventRecord.seq < newest,
             )
         )
 

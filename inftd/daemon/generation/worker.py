@@ -246,9 +246,13 @@ async def reserve_at_claim(ctx: WorkerContext, claimed: Claimed) -> bool:
             except (UnpricedGeneration, LimitExceeded, InsufficientCredits) as exc:
                 await settle_failure(conn, agent, row, FAILED, str(exc), utcnow())
                 return False
-            await conn.execute(
-                update(Generation).where(Generation.id == row.id).values(credits_reserved=price)
-            )
+            if price > 0:  # told even when the reserve replayed (a request a reorg
+                # re-included): the row changes, and copies of it follow the agent's events
+                await conn.execute(
+                    update(Generation).where(Generation.id == row.id).values(credits_reserved=price)
+                )
+                data = {"id": row.id, "creditsReserved": price}
+                await record_events(conn, [event("reserved", row.token_id, data)])
     except UnknownAgent:
         raise LeaseLost from None
     finally:

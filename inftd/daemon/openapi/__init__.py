@@ -92,7 +92,13 @@ def openapi_document(max_body_bytes: int) -> dict[str, Any]:
                 "RequestId": {
                     "description": "The request's id, also in the server's log lines",
                     "schema": {"type": "string"},
-                }
+                },
+                "Seq": {
+                    "description": "Every event up to this seq is in the answer or this "
+                    "process's copies (a write's own events included): the `minSeq` for a "
+                    "read from another process",
+                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                },
             },
             "securitySchemes": base.security_schemes(),
         },

@@ -19,6 +19,7 @@ from inftd.daemon.openapi.parts import (
     OWNER,
     STRING,
     TIME,
+    VERSIONED_READ,
     Schema,
     answer,
     counts,
@@ -28,6 +29,7 @@ from inftd.daemon.openapi.parts import (
     obj,
     operation,
     ref,
+    versioned,
 )
 from inftd.daemon.openapi.section import Section
 from inftd.daemon.push import MAX_URL
@@ -55,6 +57,13 @@ on each request from the agent's current owner.
 with `Retry-After`. `/health`, `/metrics` and the operator are not limited.
 
 **Bodies** larger than the server's limit get 413 `request_entity_too_large`.
+
+**Live agents**: reads of agents, balances and generations answer from the process's copy
+of the agent, kept true by the event log (a process reads its own writes at once; other
+processes' within moments). They carry an `ETag` (an agent's is its version, the seq of its
+last event); `If-None-Match` with it answers 304 with no body. Every answer carries
+`X-Inftd-Seq`; a read from another process with `?minSeq=<that seq>` waits (briefly, then
+answers what it has) until it holds every event up to it.
 
 **CORS**: preflights (`OPTIONS` with `Access-Control-Request-Method`) from the configured
 origins get 204; from other origins 403 `origin_not_allowed`.
@@ -136,12 +145,15 @@ def _paths_agents() -> dict[str, Any]:
                 "agents",
                 "A page of agent summaries, in token id order",
                 {
-                    "200": answer("The page", ref("AgentList")),
+                    **versioned("The page", ref("AgentList"), '"h<hash of the page>"'),
                     "400": error(
-                        "limit or after is not a fitting integer", "bad_limit", "bad_after"
+                        "limit, after or minSeq is not a fitting integer",
+                        "bad_limit",
+                        "bad_after",
+                        "bad_min_seq",
                     ),
                 },
-                parameters=page,
+                parameters=page + VERSIONED_READ,
             )
         },
         "/v1/agents/{token_id}": {
@@ -150,11 +162,15 @@ def _paths_agents() -> dict[str, Any]:
                 "agents",
                 "The agent of a package token",
                 {
-                    "200": answer("The agent", ref("Agent")),
-                    "400": error("The token id is not a uint256 in decimal", "bad_token_id"),
+                    **versioned("The agent", ref("Agent"), '"<version: its last event seq>"'),
+                    "400": error(
+                        "The token id or minSeq is not an integer in decimal",
+                        "bad_token_id",
+                        "bad_min_seq",
+                    ),
                     "404": ref("UnknownAgent", "responses"),
                 },
-                parameters=token,
+                parameters=token + VERSIONED_READ,
             )
         },
         "/v1/agents/{token_id}/preferences": {
@@ -417,6 +433,21 @@ def _parameters() -> dict[str, Any]:
             "description": "Replay the events after this seq before the live ones",
             "schema": {"type": "string", "pattern": "^[0-9]{1,18}$", "examples": ["0"]},
         },
+        "MinSeq": {
+            "name": "minSeq",
+            "in": "query",
+            "required": False,
+            "description": "Wait (briefly) until this process holds every event up to this "
+            "seq: the X-Inftd-Seq of a write's answer from another process",
+            "schema": {"type": "string", "pattern": "^[0-9]{1,19}$", "examples": ["1"]},
+        },
+        "IfNoneMatch": {
+            "name": "If-None-Match",
+            "in": "header",
+            "required": False,
+            "description": "ETags the client has: 304 with no body if one is current",
+            "schema": STRING,
+        },
         "Address": {
             "name": "address",
             "in": "query",
@@ -441,12 +472,15 @@ def busy() -> Any:
 
 
 def _responses() -> dict[str, Any]:
+    not_modified = answer("Unchanged since the ETag in If-None-Match: no body")
+    not_modified["headers"]["ETag"] = {"schema": STRING}
     rate_limited = error("Too many requests from this IP or address", "rate_limited")
     rate_limited["headers"]["Retry-After"] = {
         "description": "Seconds until a request may succeed",
         "schema": {"type": "integer", "minimum": 1},
     }
     return {
+        "NotModified": not_modified,
         "RateLimited": rate_limited,
         "InternalError": error(
             "An unexpected failure (logged with the request id)", "internal_error"
@@ -553,6 +587,28 @@ def _schemas_common() -> dict[str, Schema]:
                         "runs no generation worker. The health is this process's view.",
                     }
                 ),
+                "live": ref("LiveStatus"),
+            }
+        ),
+        "LiveStatus": obj(
+            {
+                "tracking": {
+                    "type": "boolean",
+                    "description": "The hub tails the event log, so copies are kept (else "
+                    "every read goes to the database)",
+                },
+                "agents": COUNT,
+                "pages": COUNT,
+                "bytes": COUNT,
+                "budgetBytes": COUNT,
+                "position": COUNT,
+                "hits": COUNT,
+                "misses": COUNT,
+                "hitRate": nullable({"type": "number", "minimum": 0, "maximum": 1}),
+                "reads": COUNT,
+                "evictions": COUNT,
+                "dropped": COUNT,
+                "advanced": COUNT,
             }
         ),
         "ProviderStatus": obj(

@@ -20,6 +20,7 @@ from inftd.daemon.openapi.parts import (
     OWNER,
     STRING,
     TIME,
+    VERSIONED_READ,
     Schema,
     answer,
     error,
@@ -28,6 +29,7 @@ from inftd.daemon.openapi.parts import (
     obj,
     operation,
     ref,
+    versioned,
 )
 from inftd.daemon.openapi.section import Section
 
@@ -102,11 +104,15 @@ def _paths() -> dict[str, Any]:
                 "credits",
                 "The seed's credits route: an agent's balances, public",
                 {
-                    "200": answer("The balances", ref("CreditsBalances")),
-                    "400": error("No tokenId, or not a uint256 in decimal", "bad_token_id"),
+                    **versioned("The balances", ref("CreditsBalances"), '"<the agent\'s version>"'),
+                    "400": error(
+                        "No tokenId, or not a uint256 in decimal; minSeq not a seq",
+                        "bad_token_id",
+                        "bad_min_seq",
+                    ),
                     "404": ref("UnknownAgent", "responses"),
                 },
-                parameters=[ref("CreditsTokenIdQuery", "parameters")],
+                parameters=[ref("CreditsTokenIdQuery", "parameters"), *VERSIONED_READ],
             )
         },
     }

@@ -23,6 +23,7 @@ from inftd.daemon.openapi.parts import (
     OWNER,
     STRING,
     TIME,
+    VERSIONED_READ,
     Schema,
     answer,
     error,
@@ -31,6 +32,7 @@ from inftd.daemon.openapi.parts import (
     obj,
     operation,
     ref,
+    versioned,
 )
 from inftd.daemon.openapi.section import Section
 
@@ -142,11 +144,11 @@ def _paths() -> dict[str, Any]:
                 TAG,
                 "A generation with its mint (owner of its agent, or operator)",
                 {
-                    "200": answer("The generation", ref("Generation")),
                     **_owner(),
+                    **versioned("The generation", ref("Generation"), '"h<hash of the body>"'),
                     "404": error("No such generation", "unknown_generation"),
                 },
-                parameters=[GENERATION],
+                parameters=[GENERATION, *VERSIONED_READ],
                 security=OWNER,
             )
         },

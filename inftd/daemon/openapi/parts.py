@@ -43,11 +43,30 @@ def counts(description: str) -> Schema:
 def answer(description: str, schema: Schema | None = None, media: str = "application/json") -> Any:
     response: dict[str, Any] = {
         "description": description,
-        "headers": {"X-Request-Id": ref("RequestId", "headers")},
+        "headers": {
+            "X-Request-Id": ref("RequestId", "headers"),
+            "X-Inftd-Seq": ref("Seq", "headers"),
+        },
     }
     if schema is not None:
         response["content"] = {media: {"schema": schema}}
     return response
+
+
+# Reads from the live agents: a version to revalidate with, and a seq to wait for.
+VERSIONED_READ = [ref("MinSeq", "parameters"), ref("IfNoneMatch", "parameters")]
+
+
+def versioned(description: str, schema: Schema, etag: str) -> dict[str, Any]:
+    """The answers of a read with an ETag (``etag`` says what it names): 200, and 304."""
+    ok = answer(description, schema)
+    ok["headers"]["ETag"] = {"description": etag, "schema": STRING}
+    ok["headers"]["Cache-Control"] = {"schema": {"const": "no-cache"}}
+    return {
+        "200": ok,
+        "304": ref("NotModified", "responses"),
+        "400": error("minSeq is not a seq in decimal", "bad_min_seq"),
+    }
 
 
 def error(description: str, *codes: str) -> Any:

@@ -28,7 +28,7 @@ from inftd.daemon.providers.local import LocalProvider
 from inftd.daemon.server import MAX_BODY_BYTES
 from inftd.indexer.deployment import Deployment
 from tests.daemon.generation.support import FAST, ROUTING
-from tests.support.api import api_client, bearer, runtime_of, sign_in
+from tests.support.api import bearer, indexed_with_hub, runtime_of, sign_in
 from tests.support.contracts import Contracts
 from tests.support.openapi import Operation, Spec
 
@@ -59,17 +59,8 @@ async def client(
         api={"rate_per_ip": 100_000, "rate_per_address": 100_000},
     )
     Contracts(chain.url, deployment).buy(0, BUYER.address)
-    stop = asyncio.Event()
-    async with api_client(settings, deployment) as client:
-        runtime = runtime_of(client)
-        await runtime.indexer.sync_once()
-        hub = asyncio.create_task(runtime.hub.run(stop))
-        await runtime.hub.started()
-        try:
-            yield client
-        finally:
-            stop.set()
-            await hub
+    async with indexed_with_hub(settings, deployment) as client:
+        yield client
 
 
 @pytest.fixture

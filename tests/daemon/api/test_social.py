@@ -23,7 +23,7 @@ from inftd.daemon.openapi import openapi_document
 from inftd.daemon.server import MAX_BODY_BYTES
 from inftd.indexer.deployment import Deployment
 from inftd.store.models import AgentMessage, Collaboration, EventRecord, Memory
-from tests.support.api import api_client, bearer, runtime_of, sign_in
+from tests.support.api import bearer, indexed_with_hub, runtime_of, sign_in
 from tests.support.contracts import Contracts
 from tests.support.openapi import Operation, Spec
 
@@ -55,17 +55,8 @@ async def client(
         contracts.buy(1, buyer=FRIEND.address),
         contracts.buy(0),
     ] == [1, 2, 3]
-    stop = asyncio.Event()
-    async with api_client(settings, deployment) as client:
-        runtime = runtime_of(client)
-        await runtime.indexer.sync_once()
-        hub = asyncio.create_task(runtime.hub.run(stop))
-        await runtime.hub.started()
-        try:
-            yield client
-        finally:
-            stop.set()
-            await hub
+    async with indexed_with_hub(settings, deployment) as client:
+        yield client
 
 
 @pytest.fixture

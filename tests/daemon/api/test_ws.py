@@ -20,7 +20,7 @@ from inftd.daemon.config import Settings
 from inftd.daemon.devnet import BUYER, FRIEND, Anvil
 from inftd.daemon.hub import Subscription
 from inftd.indexer.deployment import Deployment
-from tests.support.api import api_client, bearer, runtime_of, sign_in
+from tests.support.api import bearer, indexed_with_hub, runtime_of, sign_in
 from tests.support.contracts import Contracts
 
 OPERATOR_KEY = "operator-key-for-ws-tests"
@@ -45,17 +45,8 @@ async def client(
     contracts = Contracts(chain.url, deployment)
     contracts.buy(0)
     contracts.buy(1, buyer=FRIEND.address)
-    stop = asyncio.Event()
-    async with api_client(settings, deployment) as client:
-        runtime = runtime_of(client)
-        await runtime.indexer.sync_once()
-        hub = asyncio.create_task(runtime.hub.run(stop))
-        await runtime.hub.started()
-        try:
-            yield client
-        finally:
-            stop.set()
-            await hub
+    async with indexed_with_hub(settings, deployment) as client:
+        yield client
 
 
 async def publish(client: TestClient, *events: tuple[int, str, dict[str, Any]]) -> None:

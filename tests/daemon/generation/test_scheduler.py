@@ -47,7 +47,7 @@ from tests.daemon.generation.support import (
     mints_of,
     queue,
 )
-from tests.support.api import api_client, bearer, runtime_of, sign
+from tests.support.api import api_client, bearer, indexed_with_hub, runtime_of, sign
 from tests.support.contracts import Contracts
 from tests.support.fakes.generation import script_of
 from tests.support.openapi import Spec
@@ -77,17 +77,8 @@ async def runtime(
     generation settings as the test's ``generation`` marker says."""
     settings = settings_for(chain, tmp_path, database_url, poll_interval=ASLEEP)
     Contracts(chain.url, deployment).buy(0, BUYER.address)
-    stop = asyncio.Event()
-    async with api_client(settings, deployment) as client:
-        runtime = runtime_of(client)
-        await runtime.indexer.sync_once()
-        hub = asyncio.create_task(runtime.hub.run(stop))
-        await runtime.hub.started()
-        try:
-            yield runtime
-        finally:
-            stop.set()
-            await hub
+    async with indexed_with_hub(settings, deployment) as client:
+        yield runtime_of(client)
 
 
 def with_generation(runtime: Runtime, **changes: Any) -> Runtime:
