@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -88,13 +89,23 @@ async def read_json(request: web.Request) -> Any:
         raise ApiError(400, "malformed_json", f"body is not JSON: {exc}") from None
 
 
+_ID_PREFIX = os.urandom(8).hex()  # this process's, so ids stay unique across processes
+_ID_COUNTER = itertools.count()
+
+
+def new_request_id() -> str:
+    """32 hex digits, unique per process start and request: a counter, not randomness,
+    which costs a system call (uuid4 was 2 % of a request's CPU)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The client's X-Request-Id if it is a sane one, else a new one; in logs and the answer.
     Also ``X-Inftd-Seq``: every event up to it is in this answer or this process's copies
     (a write's own events included), the ``?minSeq=`` for a read from another process."""
-    given = request.headers.get("X-Request-Id", "")
-    request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    given = request.headers.get("X-Request-Id")
+    request_id = given if given is not None and _REQUEST_ID.fullmatch(given) else new_request_id()
     token = REQUEST_ID.set(request_id)
     try:
         with noting_writes() as wrote:

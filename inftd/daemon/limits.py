@@ -51,7 +51,9 @@ class TokenBuckets:
     def take(self, key: str, now: float) -> float:
         """0 if the request may go now, else the seconds until the bucket has a token."""
         self._maybe_sweep(now)
-        bucket = self._buckets.setdefault(key, _Bucket(self.capacity, now))
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(self.capacity, now)
         elapsed = max(0.0, now - bucket.updated)
         bucket.tokens = min(self.capacity, bucket.tokens + elapsed * self.rate)
         bucket.updated = now
@@ -73,6 +75,8 @@ class TokenBuckets:
 def client_key(request: web.Request) -> str:
     """The client's IP (its /64 for IPv6) as the peer of the connection."""
     remote = request.remote or "unknown"
+    if ":" not in remote:  # an IPv4 peer as the socket gives it: already canonical
+        return remote
     try:
         address = ipaddress.ip_address(remote)
     except ValueError:

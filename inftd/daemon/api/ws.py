@@ -20,6 +20,7 @@ answering pings is closed by the heartbeat.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -39,6 +40,7 @@ CLOSE_TOO_SLOW = 4008  # the client fell more than api.ws_queue events behind
 MAX_CLIENT_MESSAGE = 64 * 1024  # bytes per client message
 REPLAY_PAGE = 500  # events read per query when replaying since a seq
 CLOSE_GRACE = 2.0  # seconds a cut-off client gets to take the close frame
+HEARTBEAT_JITTER = 0.25  # each socket pings every api.ws_heartbeat x (1 ± this)
 
 Command = Callable[["SocketSession", dict[str, Any]], Awaitable[None]]
 
@@ -221,7 +223,10 @@ COMMANDS: dict[str, Command] = {
 
 async def _open(request: web.Request) -> web.WebSocketResponse:
     api = request.app[RUNTIME].settings.api
-    ws = web.WebSocketResponse(heartbeat=api.ws_heartbeat, max_msg_size=MAX_CLIENT_MESSAGE)
+    # Each socket's own period, so sockets opened together do not all ping at once (1,000
+    # pings in one burst held an event's fan-out back by some 60 ms).
+    heartbeat = api.ws_heartbeat * random.uniform(1 - HEARTBEAT_JITTER, 1 + HEARTBEAT_JITTER)
+    ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=MAX_CLIENT_MESSAGE)
     await ws.prepare(request)
     request.app[SOCKETS].add(ws)
     return ws
