@@ -64,6 +64,7 @@ from inftd.daemon.devnet import BUYER, FRIEND, PROJECT_ROOT, Anvil
 # SDKs: seconds of imports) is imported inside the functions that use it.
 if TYPE_CHECKING:
     from bench.backfill import BenchAnvil
+    from bench.mixed import MixedRun
     from inftd.daemon.config import Settings
     from inftd.indexer.deployment import Deployment
 
@@ -75,6 +76,7 @@ CONNECTIONS = (100, 500)  # concurrent connections held by the load generator
 AGENTS = 20  # agents bought on chain; GET /v1/agents/{id} cycles over them
 SUBSCRIBERS = 1000  # WebSocket subscribers of one agent
 UNLIMITED = 1e9  # requests/s per IP and per address: the bench measures latency, not 429s
+OPERATOR_KEY = "bench-operator-key-0123456789abcdef"  # the mixed run's writer (bench.mixed)
 CREDIT_PRICE_WEI = 10**14  # as bench.backfill.deploy sets it: one credit per top-up
 TOP_UP = "addCredits(uint256)"
 FD_LIMIT = 8192  # open files wanted by every process (sockets: subscribers + connections)
@@ -122,6 +124,7 @@ class Options:
     postgres_url: str | None
     out: Path
     command: str
+    mixed_seconds: float = 10.0
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
@@ -150,6 +153,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         subscribers=max(1, args.subscribers),
         events=args.events or (5 if args.quick else 50),
         postgres_url=args.postgres_url or None,
+        mixed_seconds=3.0 if args.quick else 10.0,
         out=args.out,
         command=shlex.join([".venv/bin/python", "-m", "bench.api", *(argv or sys.argv[1:])]),
     )
@@ -242,16 +246,21 @@ async def _serve_inftd(messages: Queue[Any], settings: Settings, deployment: Dep
     await serve(settings, deployment, stop, lambda url: messages.put(("ready", url)))
 
 
-def server_settings(data_dir: Path, database_url: str, anvil: Anvil) -> Settings:
+def server_settings(
+    data_dir: Path, database_url: str, anvil: Anvil, roles: Sequence[str] = ("all",)
+) -> Settings:
     """The daemon's defaults, but for the rate limits: every request comes from 127.0.0.1."""
     from inftd.daemon.config import Settings
 
+    data_dir.mkdir(parents=True, exist_ok=True)
     return Settings.load(
         data_dir=data_dir,
         database_url=database_url,
         log_level="WARNING",
         api={"port": 0, "rate_per_ip": UNLIMITED, "rate_per_address": UNLIMITED},
         chain={"rpc_urls": [anvil.url, f"ws://127.0.0.1:{anvil.port}"]},
+        operator_api_key=OPERATOR_KEY,  # the mixed run's writer adjusts credits
+        daemon={"roles": ",".join(roles)},
     )
 
 
@@ -732,6 +741,7 @@ class Target:
     url: str
     version: str | None = None
     fan_out: FanOut | None = None
+    mixed: list[MixedRun] = field(default_factory=list)
 
 
 @dataclass
@@ -847,6 +857,57 @@ def fan_out_rows(results: Results) -> list[str]:
     return rows
 
 
+def mixed_rows(results: Results) -> list[str]:
+    from bench.mixed import PACE
+
+    rows = [
+        "Mixed: readers of `GET /v1/agents/{id}` for the run's seconds while, every "
+        + ", ".join(f"{pace} s a {kind.replace('_', '-')}" for kind, pace in PACE.items())
+        + " (purchases and top-ups on chain, generations and credit adjustments through the "
+        "writing process's API); each adjustment read back from every process (from the "
+        "others with `?minSeq=`). On PostgreSQL the reads are spread over the writing "
+        "process and an API-only process.",
+        "",
+        "| database | connections | processes | reads | reads/s | p50 ms | p99 ms | writes "
+        "| refused | events | own-write reads | older than own write |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    stale = [
+        "",
+        "Staleness, per event of a read agent: from its commit (when an observer process "
+        "saw it: PostgreSQL's NOTIFY, SQLite's data_version checked every 0.5 ms) to the "
+        "start of the last read that began after it and still showed the older version (0 "
+        "where none did); and from its insert (its created_at, before the commit: a bound):",
+        "",
+        "| database | connections | process | events | p50 ms | p99 ms | max ms "
+        "| from the insert: p99 ms |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for target in results.targets:
+        for run in target.mixed:
+            writes = ", ".join(f"{n} {k}" for k, n in sorted(run.writes.counts.items()))
+            rows.append(
+                f"| {target.name} | {run.connections} | {run.servers} | {len(run.reads):,} "
+                f"| {run.rate():,.0f} | {ms(run.latency(50))} | {ms(run.latency(99))} "
+                f"| {writes} | {sum(run.writes.refused.values())} | {run.events} "
+                f"| {len(run.writes.own)} | {run.misses()} |"
+            )
+            for server, figures in run.stale.items():
+                name = "writing" if server == 0 else "another (API only)"
+                bound = run.stale_inserted[server]
+                stale.append(
+                    f"| {target.name} | {run.connections} | {name} | {len(figures)} "
+                    f"| {stale_cells(figures)} | {ms(percentile(bound, 99)) if bound else ''} |"
+                )
+    return rows + stale
+
+
+def stale_cells(figures: Sequence[float]) -> str:
+    if not figures:
+        return " | | "
+    return f"{ms(percentile(figures, 50))} | {ms(percentile(figures, 99))} | {ms(max(figures))}"
+
+
 def setup_lines(results: Results, options: Options) -> list[str]:
     agent, status = results.sizes
     fan = next((t.fan_out for t in results.targets if t.fan_out), None)
@@ -878,6 +939,8 @@ def render(results: Results, options: Options) -> str:
         "WebSocket fan-out, event → each subscriber's receipt:",
         "",
         *fan_out_rows(results),
+        "",
+        *mixed_rows(results),
     ]
     if results.failures:
         parts += ["", "**Failed** (work not done):", "", *(f"- {f}" for f in results.failures)]
@@ -910,7 +973,7 @@ def measure_target(
 ) -> Documents:
     say(f"inftd on {target.name}")
     with tempfile.TemporaryDirectory(prefix="inftd-bench-api-") as data_dir:
-        settings = server_settings(Path(data_dir), target.url, anvil)
+        settings = server_settings(Path(data_dir) / "a", target.url, anvil)
         with server_process(inftd_server, settings, chain.deployment) as server:
             docs = documents(server.url, chain.tokens)
             measure_loads(results, server, target.name, chain, options)
@@ -926,7 +989,60 @@ def measure_target(
                 )
             except BenchError as exc:
                 results.fail(f"{target.name}, fan-out: {exc}")
+            measure_mixed(results, target, [server], anvil, chain, options, Path(data_dir))
     return docs
+
+
+def measure_mixed(
+    results: Results,
+    target: Target,
+    servers: list[Server],
+    anvil: BenchAnvil,
+    chain: BenchChain,
+    options: Options,
+    data_dir: Path,
+) -> None:
+    """Readers while the chain and the API write; on PostgreSQL the reads are spread over
+    the writing process and an API-only process beside it."""
+    if target.name == "PostgreSQL":
+        settings = server_settings(data_dir / "b", target.url, anvil, roles=("api",))
+        with server_process(inftd_server, settings, chain.deployment) as other:
+            _mixed_runs(results, target, [*servers, other], anvil, chain, options)
+    else:
+        _mixed_runs(results, target, servers, anvil, chain, options)
+
+
+def _mixed_runs(
+    results: Results,
+    target: Target,
+    servers: list[Server],
+    anvil: BenchAnvil,
+    chain: BenchChain,
+    options: Options,
+) -> None:
+    from bench.mixed import run_mixed
+
+    for n in options.connections:
+        say(f"{target.name}: mixed, {n} connections over {len(servers)} process(es)")
+        try:
+            run = run_mixed(
+                servers,
+                target.url,
+                anvil.url,
+                chain.deployment.package_address,
+                chain.tokens,
+                n,
+                options.mixed_seconds,
+            )
+        except BenchError as exc:
+            results.fail(f"{target.name}, mixed, {n} connections: {exc}")
+            continue
+        target.mixed.append(run)
+        say(f"  {run.rate():,.0f} reads/s, {run.events} events, {run.misses()} own-write misses")
+        if run.misses():
+            results.fail(f"{target.name}, mixed, {n}: {run.misses()} reads missed own writes")
+        if set(run.statuses()) != {200}:
+            results.fail(f"{target.name}, mixed, {n}: answers {dict(run.statuses())}")
 
 
 def measure(anvil: BenchAnvil, targets: list[Target], options: Options) -> Results:
