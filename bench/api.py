@@ -362,6 +362,11 @@ class LoadRun:
     def percentile(self, p: float) -> float:
         return percentile(self.latencies, p)
 
+    def server_cpu_per_request(self) -> float:
+        """The server's CPU seconds per request: its cost, whoever bounds the rate (with
+        the load generator on the same two cores, it is often the generator)."""
+        return (self.server_cpu[1] - self.server_cpu[0]) / max(1, self.requests)
+
     def cpu_share(self) -> tuple[float, float]:
         """Server and client CPU as a share of one core over the timed phase."""
         server = self.server_cpu[1] - self.server_cpu[0]
@@ -809,15 +814,17 @@ def load_row(figure: LoadFigure, bare: LoadFigure | None) -> str:
         ms(run.percentile(99)),
         f"{server_cpu:.0%}",
         f"{client_cpu:.0%}",
+        f"{run.server_cpu_per_request() * 1e6:.0f}",
         f"{run.requests - run.statuses.get(200, 0):,}",
     ]
     if bare is None or bare is figure:
-        cells += ["", "", ""]
+        cells += ["", "", "", ""]
     else:
         cells += [
             f"{run.rate / bare.run.rate:.2f}",
             f"{run.percentile(50) / bare.run.percentile(50):.1f}x",
             f"{run.percentile(99) / bare.run.percentile(99):.1f}x",
+            f"{run.server_cpu_per_request() / bare.run.server_cpu_per_request():.1f}x",
         ]
     return "| " + " | ".join(cells) + " |"
 
@@ -825,8 +832,9 @@ def load_row(figure: LoadFigure, bare: LoadFigure | None) -> str:
 def load_rows(results: Results) -> list[str]:
     rows = [
         "| endpoint | server | connections | requests | req/s | p50 ms | p99 ms | server CPU "
-        "| client CPU | non-200 | req/s ÷ bare | p50 ÷ bare | p99 ÷ bare |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| client CPU | server CPU µs/request | non-200 | req/s ÷ bare | p50 ÷ bare "
+        "| p99 ÷ bare | CPU/request ÷ bare |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     order = {name: i for i, name in enumerate([BARE, *(t.name for t in results.targets)])}
     figures = sorted(
