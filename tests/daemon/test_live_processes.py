@@ -92,7 +92,12 @@ async def test_each_process_reads_the_other_s_writes_and_a_killed_one_loses_noth
         assert (await agent(http, a.url, token))["totalCredits"] == 104
         seq = await adjust(http, a.url, token, "a4")
         assert (await agent(http, b.url, token, minSeq=seq))["totalCredits"] == 105
-        async with http.get(f"{b.url}/v1/status") as response:
-            live = (await response.json())["live"]
-        assert live["tracking"] is True
-        assert live["hits"] > 0
+        before = await live_of(http, b.url)
+        assert before["tracking"] is True
+        await agent(http, b.url, token)  # nothing written since: from B's copy
+        assert (await live_of(http, b.url))["hits"] == before["hits"] + 1
+
+
+async def live_of(http: aiohttp.ClientSession, url: str) -> Any:
+    async with http.get(f"{url}/v1/status") as response:
+        return (await response.json())["live"]
