@@ -374,6 +374,24 @@ async def test_a_sale_the_copy_has_not_seen_refuses_the_seller_s_write(client: C
         assert (await agent_state(conn, 1))["reservedCredits"] == 0
 
 
+async def test_a_sale_moves_the_private_view_as_soon_as_it_is_indexed(
+    chain: Anvil, deployment: Deployment, client: Client
+) -> None:
+    """The copy of the owner that the seller's reads were let in by goes with the sale's
+    commit: the seller's next read of a private route is refused, the buyer's allowed."""
+    runtime = runtime_of(client)
+    seller = bearer(await sign_in(client, BUYER))
+    buyer = bearer(await sign_in(client, FRIEND))
+    memories = "/v1/agents/1/memories"
+    assert (await client.get(memories, headers=seller)).status == 200  # copied: BUYER's
+    assert (await client.get(memories, headers=buyer)).status == 403
+    Contracts(chain.url, deployment).transfer(1, FRIEND.address)
+    await runtime.indexer.sync_once()
+    assert (await client.get(memories, headers=seller)).status == 403
+    assert (await client.get(memories, headers=buyer)).status == 200
+    assert (await (await client.get("/v1/agents/1")).json())["owner"] == FRIEND.address
+
+
 async def test_status_shows_the_live_agents(client: Client) -> None:
     await client.get("/v1/agents/1")
     await client.get("/v1/agents/1")
