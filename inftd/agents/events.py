@@ -29,6 +29,7 @@ NOTIFY_CHANNEL = "inftd_events"
 REORGED = "chain.reorged"
 BATCH = "inftd.events.batch"  # conn.info key: the events held back by ``batched_events``
 WRITTEN = "inftd.events.written"  # conn.info key: token id (None: none) → largest seq written
+COMMITTED = "inftd.events.committed"  # conn.info key: the same, of transactions committed
 # Run by the events' INSERT before it makes a row (one round trip); the NOTIFY is delivered
 # at commit, whenever it is asked.
 LOCK_AND_NOTIFY = f"SELECT pg_advisory_xact_lock({EVENTS_LOCK}), pg_notify('{NOTIFY_CHANNEL}', '')"
@@ -122,15 +123,25 @@ Written = Callable[[Mapping[int | None, int]], None]
 def on_written(engine: AsyncEngine, listener: Written) -> None:
     """Call ``listener`` with {token id: largest seq} of the events each transaction on
     ``engine`` committed, as its connection goes back to the pool: after the commit, before
-    the code that wrote them goes on. Transactions rolled back report nothing."""
+    the code that wrote them goes on. Transactions rolled back report nothing.
 
-    def rolled_back(conn: Any) -> None:
-        conn.info.pop(WRITTEN, None)
+    Nothing is done on a rollback: it may be of a connection that broke (a cancelled task's,
+    at shutdown), where even reading ``conn.info`` raises and leaves the pool stuck. A
+    commit moves what its transaction wrote aside; the pool's check-in reports that and
+    forgets the rest."""
+
+    def committing(conn: Any) -> None:
+        written = conn.info.pop(WRITTEN, None)
+        if written:
+            committed: dict[int | None, int] = conn.info.setdefault(COMMITTED, {})
+            for token_id, seq in written.items():
+                committed[token_id] = max(seq, committed.get(token_id, 0))
 
     def checkin(_dbapi_conn: Any, record: Any) -> None:
-        written = record.info.pop(WRITTEN, None)
-        if written:
-            listener(written)
+        record.info.pop(WRITTEN, None)  # rolled back
+        committed = record.info.pop(COMMITTED, None)
+        if committed:
+            listener(committed)
 
-    sa_event.listen(engine.sync_engine, "rollback", rolled_back)
+    sa_event.listen(engine.sync_engine, "commit", committing)
     sa_event.listen(engine.sync_engine.pool, "checkin", checkin)

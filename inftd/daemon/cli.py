@@ -107,9 +107,10 @@ def run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]])
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
-    from inftd.daemon.dev import run_dev
+    from inftd.daemon.dev import dev_settings, run_dev
 
-    settings = load_settings(args, **_api_override(args))
+    settings = dev_settings(load_settings(args, **_api_override(args)))
+    setup_logging(settings.log_level, settings.log_format, settings.secret_values())
     run_until_signal(lambda stop: run_dev(settings, stop, say))
 
 

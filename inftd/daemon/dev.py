@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+
+import orjson
+from pydantic import SecretStr
 
 from inftd.daemon.config import Settings
 from inftd.daemon.deploy import account_from_key, deploy_contracts
@@ -95,6 +100,42 @@ async def prepare_database(settings: Settings, deployment: Deployment, say: Say)
         _archive_sqlite(settings, say)
 
 
+DEV_SECRETS = "dev-secrets.json"  # in the data folder: what ``inftd dev`` made up, kept
+MADE_UP = ("webhook_secret", "operator_api_key", "auth_secret")  # made once, then reused
+DEV_STATE_SYNC_INTERVAL = 30.0  # seconds between state anchoring rounds under inftd dev
+
+
+def _made_up_secrets(data_dir: Path) -> dict[str, str]:
+    """The secrets of this data folder's dev stack, made on its first run (mode 0600)."""
+    path = data_dir / DEV_SECRETS
+    if path.exists():
+        stored: dict[str, str] = orjson.loads(path.read_bytes())
+        if set(MADE_UP) <= set(stored):
+            return stored
+    made = {name: secrets.token_hex(32) for name in MADE_UP}
+    data_dir.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(orjson.dumps(made, option=orjson.OPT_INDENT_2))
+    return made
+
+
+def dev_settings(settings: Settings) -> Settings:
+    """Every role of the dev stack on: the relayer with Anvil's minter key, state anchoring
+    with its operator (deployer) key, the chain webhook and the operator API key with
+    secrets made up once into the data folder. What the environment sets wins. Dev only:
+    ``inftd run`` takes keys from the environment and nowhere else."""
+    made = _made_up_secrets(settings.data_dir)
+    keys = {"minter_key": MINTER.key, "operator_key": DEPLOYER.key, **made}
+    update: dict[str, object] = {
+        name: SecretStr(value) for name, value in keys.items() if getattr(settings, name) is None
+    }
+    update["relayer"] = settings.relayer.model_copy(
+        update={"state_sync": True, "state_sync_interval": DEV_STATE_SYNC_INTERVAL}
+    )
+    return settings.model_copy(update=update)
+
+
 def banner(settings: Settings, deployment: Deployment, api_url: str, rpc_url: str) -> str:
     cast = PROJECT_ROOT / "node_modules" / ".bin" / "cast"
     starter = settings.packages[0]
@@ -122,12 +163,36 @@ def banner(settings: Settings, deployment: Deployment, api_url: str, rpc_url: st
             for p in settings.packages
         ),
         "",
+        *_keys(settings, api_url),
         f"  Buy a {starter.name} package as the buyer:",
         f'    {cast} send {deployment.package_address} "purchasePackage(uint8)" {starter.id} '
         f"--value {value} --rpc-url {rpc_url} --private-key {BUYER.key}",
         "",
+        "  Then ask its agent for a text on chain (token 1 is the first package bought):",
+        f'    {cast} send {deployment.package_address} "requestGeneration(uint256,uint8,string)" '
+        f'1 0 "a lighthouse at dawn" --rpc-url {rpc_url} --private-key {BUYER.key}',
+        "",
     ]
     return "\n".join(lines)
+
+
+def _secret(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value is not None else "(off)"
+
+
+def _keys(settings: Settings, api_url: str) -> list[str]:
+    """The dev stack's roles and keys (Anvil's public ones, and those made up for it)."""
+    minter = MINTER.address if settings.minter_key else "(off)"
+    return [
+        f"  Roles         indexer, worker, relayer (minter {minter}), state anchoring "
+        f"every {settings.relayer.state_sync_interval:g} s, API",
+        f"  Operator key  {_secret(settings.operator_api_key)}   "
+        "(Authorization: Bearer <key>: acts for any owner)",
+        f"  Webhook       POST {api_url}/v1/webhooks/chain, secret "
+        f"{_secret(settings.webhook_secret)}",
+        f"  Dev secrets   {(settings.data_dir / DEV_SECRETS).resolve()}   (inftd dev only)",
+        "",
+    ]
 
 
 async def run_dev(settings: Settings, stop: asyncio.Event, say: Say) -> None:

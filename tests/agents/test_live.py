@@ -343,3 +343,26 @@ async def test_a_commit_reports_the_seqs_of_its_events(engine: AsyncEngine) -> N
                 await record_events(conn, events)
         assert wrote[0] == await newest_seq(engine)
         assert await newest_seq_of(engine, token_id) == wrote[0] - 1
+
+
+async def test_a_connection_broken_mid_transaction_rolls_back_cleanly(
+    engine: AsyncEngine,
+) -> None:
+    """A writer whose connection breaks mid-transaction (a cancelled task's at shutdown, a
+    dropped server): its rollback must go through, and nothing of the copies' bookkeeping
+    may stand in its way (it once did: reading conn.info raised, and the pool stuck)."""
+    live = tracked(engine)
+
+    async def broken() -> None:
+        async with AgentWriter(engine).write(2) as (conn, agent):
+            await adjust(conn, agent, 5, "cut", "never committed")
+            await conn.invalidate()  # as SQLAlchemy does when the connection fails
+            raise ConnectionError("the connection broke")
+
+    with pytest.raises(ConnectionError):
+        await broken()
+    assert (await live.agent(2)).balances.total == 20  # the broken write is not there
+    with noting_writes() as wrote:
+        await as_writer(AgentWriter(engine), 2, adjust, 1, "after", "the engine still writes")
+    assert wrote[0] > 0
+    assert (await live.agent(2)).balances.total == 21
