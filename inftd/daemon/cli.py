@@ -11,15 +11,20 @@ import logging
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy.exc
+
 from inftd import __version__
 from inftd.daemon.config import Settings, parse_roles
+from inftd.daemon.datalock import data_dir_held
 from inftd.daemon.errors import ConfigError, DaemonError
 from inftd.daemon.logs import setup_logging
 from inftd.indexer.errors import IndexerError
+from inftd.store.db import is_sqlite
 from inftd.store.errors import StoreError
 
 EXIT_ERROR = 1
@@ -38,6 +43,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inftd", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"inftd {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="on a failure, the traceback after its line"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     dev = commands.add_parser("dev", help="run Anvil, deploy, migrate and serve, all locally")
@@ -109,9 +117,11 @@ def run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]])
 def cmd_dev(args: argparse.Namespace) -> None:
     from inftd.daemon.dev import dev_settings, run_dev
 
-    settings = dev_settings(load_settings(args, **_api_override(args)))
-    setup_logging(settings.log_level, settings.log_format, settings.secret_values())
-    run_until_signal(lambda stop: run_dev(settings, stop, say))
+    settings = load_settings(args, **_api_override(args))
+    with data_dir_held(settings.data_dir, alone=True):  # its chain and database live there
+        settings = dev_settings(settings)
+        setup_logging(settings.log_level, settings.log_format, settings.secret_values())
+        run_until_signal(lambda stop: run_dev(settings, stop, say))
 
 
 def cmd_deploy(args: argparse.Namespace) -> None:
@@ -168,15 +178,16 @@ def cmd_run(args: argparse.Namespace) -> None:
     settings = load_settings(args, **_api_override(args), **_role_override(args))
     roles_of(settings)  # a split on SQLite fails here, before anything opens
     deployment = Deployment.read(settings.deployment_path)
-    run_until_signal(
-        lambda stop: serve(
-            settings,
-            deployment,
-            stop,
-            on_ready=lambda url: say(f"inftd API on {url}"),
-            on_started=lambda roles: say(f"inftd running {describe(roles)}"),
+    with data_dir_held(settings.data_dir, alone=is_sqlite(settings.database)):
+        run_until_signal(
+            lambda stop: serve(
+                settings,
+                deployment,
+                stop,
+                on_ready=lambda url: say(f"inftd API on {url}"),
+                on_started=lambda roles: say(f"inftd running {describe(roles)}"),
+            )
         )
-    )
 
 
 def cmd_status(args: argparse.Namespace) -> None:
@@ -192,7 +203,8 @@ def cmd_backfill(args: argparse.Namespace) -> None:
     from inftd.daemon.backfill import backfill
 
     settings = load_settings(args)
-    summary = asyncio.run(backfill(settings, args.from_block, args.to_block))
+    with data_dir_held(settings.data_dir, alone=is_sqlite(settings.database)):
+        summary = asyncio.run(backfill(settings, args.from_block, args.to_block))
     say(summary)
 
 
@@ -211,13 +223,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         COMMANDS[args.command](args)
     except ConfigError as exc:
-        print(f"inftd: error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return _failed(args, exc, EXIT_CONFIG)
     except (DaemonError, StoreError, IndexerError) as exc:
-        logging.getLogger(__name__).debug("failed", exc_info=True)
-        print(f"inftd: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return _failed(args, exc, EXIT_ERROR)
+    except sqlalchemy.exc.OperationalError as exc:  # the database refused or is locked
+        return _failed(args, f"the database failed: {exc.orig}", EXIT_ERROR)
+    except OSError as exc:  # a file or socket the command needs
+        return _failed(args, exc.strerror or str(exc), EXIT_ERROR, exc)
+    except Exception as exc:  # a bug: still one line, the traceback with --debug
+        return _failed(args, f"unexpected {type(exc).__name__}: {exc}", EXIT_ERROR, exc)
     return 0
+
+
+def _failed(
+    args: argparse.Namespace, what: object, code: int, exc: BaseException | None = None
+) -> int:
+    """One line on stderr naming the problem; the traceback too with ``--debug``."""
+    line = f"inftd: error: {what}"
+    if exc is not None and isinstance(exc, OSError) and exc.filename:
+        line += f": {exc.filename}"
+    print(line.splitlines()[0], file=sys.stderr)
+    if args.debug:
+        traceback.print_exc(file=sys.stderr)
+    else:
+        logging.getLogger(__name__).debug("failed", exc_info=True)
+    return code
 
 
 if __name__ == "__main__":

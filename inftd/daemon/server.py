@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ from inftd.daemon.api import (
 )
 from inftd.daemon.config import Settings
 from inftd.daemon.cors import cors_middleware
+from inftd.daemon.errors import DaemonError
 from inftd.daemon.generation.scheduler import run_generation
 from inftd.daemon.heartbeat import Facts, Heartbeat
 from inftd.daemon.http import RUNTIME, error_middleware, request_id_middleware
@@ -124,8 +126,17 @@ async def _start_api(runtime: Runtime, stack: AsyncExitStack) -> str:
     runner = web.AppRunner(create_app(runtime), shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
-    site = web.TCPSite(runner, runtime.settings.api.host, runtime.settings.api.port)
-    await site.start()
+    api = runtime.settings.api
+    site = web.TCPSite(runner, api.host, api.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise DaemonError(
+            f"the API's port {api.port} on {api.host} is taken: another program listens "
+            "there (set --api-port, or INFTD_API__PORT)"
+        ) from None
     host, port = runner.addresses[0][:2]
     log.info("API listening on http://%s:%s", host, port)
     return f"http://{host}:{port}"

@@ -223,3 +223,40 @@ def test_anvil_dies_with_a_killed_dev(tmp_path: Path) -> None:
     assert port_open(urls["rpc"])
     assert dev.stop(signal.SIGKILL) == -signal.SIGKILL
     assert wait_closed(urls["rpc"]), "Anvil was orphaned by a SIGKILLed inftd dev"
+
+
+def inftd_dev(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFTD_")}
+    return subprocess.run(
+        [sys.executable, "-m", "inftd.daemon.cli", "dev", "--data-dir", str(data_dir), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+@pytest.mark.timeout(240)
+def test_a_second_dev_on_the_folder_or_the_port_ends_in_one_line(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    dev = DevProcess(data_dir)
+    try:
+        urls = dev.wait_for_banner()
+        files = sorted(p.name for p in data_dir.rglob("*"))
+        again = inftd_dev(data_dir, "--api-port", "0")
+        assert again.returncode == 1
+        assert again.stdout == ""
+        (line,) = again.stderr.splitlines()  # one line, no traceback
+        assert line.startswith("inftd: error: the data folder")
+        assert f"pid {dev.process.pid} (inftd dev)" in line
+        assert sorted(p.name for p in data_dir.rglob("*")) == files  # it touched nothing
+        assert get_json(urls["api"] + "/health")["status"] == "ok"  # nor the first
+
+        port = urls["api"].rsplit(":", 1)[1]  # taken, by the first
+        taken = inftd_dev(tmp_path / "other", "--api-port", port)
+        assert taken.returncode == 1
+        last = taken.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"inftd: error: the API's port {port} on 127.0.0.1 is taken")
+        assert "Traceback" not in taken.stderr
+    finally:
+        assert dev.stop() == 0, dev.output
