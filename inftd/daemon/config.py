@@ -44,6 +44,7 @@ SECRET_FIELDS = frozenset(
         "openai_api_key",
         "gemini_api_key",
         "cloudflare_api_token",
+        "local_llm_api_key",
     }
 )
 
@@ -190,6 +191,9 @@ class ProvidersSettings(_Section):
     gemini_base_url: str = "https://generativelanguage.googleapis.com/"
     cloudflare_base_url: str = "https://api.cloudflare.com"
     cloudflare_account_id: str | None = None  # needed for Workers AI
+    # Any OpenAI-compatible model server (Ollama: http://127.0.0.1:11434/v1), with its model.
+    local_llm_base_url: str | None = None
+    local_llm_model: str | None = None
     # Seconds a provider call may go without progress (to connect, to start, between chunks).
     timeout: float = Field(60, gt=0, le=600)
     # Seconds an image call may take: no byte of an image comes before it is done.
@@ -412,6 +416,7 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
     gemini_api_key: SecretStr | None = None
     cloudflare_api_token: SecretStr | None = None
+    local_llm_api_key: SecretStr | None = None  # only if the model server wants one
 
     @classmethod
     def settings_customise_sources(

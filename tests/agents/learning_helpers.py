@@ -45,7 +45,7 @@ async def add_generation(
     status: str = "succeeded",
     collaborator: int | None = None,
     provider: str | None = "local",
-    model: str | None = "local-text-1",
+    model: str | None = "template-text-1",
     kind: str = "image",
 ) -> str:
     """A generation inserted as the pipeline of issue #6 would leave it."""

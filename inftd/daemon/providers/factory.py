@@ -3,7 +3,8 @@
 The local provider is always there. OpenAI, Gemini and Cloudflare join when their key is
 in the environment (``INFTD_OPENAI_API_KEY``, ``INFTD_GEMINI_API_KEY``,
 ``INFTD_CLOUDFLARE_API_TOKEN`` with ``providers.cloudflare_account_id``); their base URLs,
-models and timeouts come from ``settings.providers``.
+models and timeouts come from ``settings.providers``. A model server of your own joins with
+``providers.local_llm_base_url`` and ``providers.local_llm_model``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from inftd.daemon.providers.base import Provider
 from inftd.daemon.providers.cloudflare import BASE_URL, CloudflareProvider
 from inftd.daemon.providers.gemini import GeminiProvider
 from inftd.daemon.providers.local import LocalProvider
+from inftd.daemon.providers.local_llm import LocalLlmProvider
 from inftd.daemon.providers.openai import OpenAIProvider
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,18 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
             image_timeout=image_timeout,
             text_model=config.cloudflare_text_model,
             image_model=config.cloudflare_image_model,
+        )
+    if config.local_llm_base_url and not config.local_llm_model:
+        log.warning(
+            "providers.local_llm_base_url is set but providers.local_llm_model is not: "
+            "the local model server stays off"
+        )
+    elif config.local_llm_base_url and config.local_llm_model:
+        providers["local_llm"] = LocalLlmProvider(
+            config.local_llm_base_url,
+            config.local_llm_model,
+            api_key=_secret(settings.local_llm_api_key),
+            timeout=timeout,
         )
     return providers
 

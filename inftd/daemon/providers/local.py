@@ -4,8 +4,10 @@ Text is composed from the prompt (its first paragraph is the subject) and the li
 prompt builder adds (``Style:``, ``Qualities:``, ``Preferences:``), in the system text or
 the prompt, with word choices seeded by their sha256: the same request gives the same text.
 Images are real PNGs of the requested size: a gradient and shapes whose colours, places
-and sizes are seeded by the prompt's sha256. Every result is labelled ``local`` (models
-``local-text-1`` and ``local-image-1``) and costs nothing; token counts are estimates.
+and sizes are seeded by the prompt's sha256. Neither is a model's work, and each says so:
+the text opens with ``LABEL``, the models are ``template-text-1`` and ``template-image-1``
+(provider ``local``). It costs nothing; token counts are estimates. The zero-install
+fallback: a model server of your own (``local_llm``) or a provider key gives real text.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from inftd.daemon.providers.base import (
 from inftd.daemon.providers.prices import LOCAL, PriceTable
 
 NAME = "local"
-TEXT_MODEL = "local-text-1"
-IMAGE_MODEL = "local-image-1"
+TEXT_MODEL = "template-text-1"  # named for what it is: no language model behind it
+IMAGE_MODEL = "template-image-1"  # procedural shapes, no image model
+LABEL = "[Template text: inftd's offline writer, no language model.]"
 SUBJECT_CHARS = 120  # of the prompt's first paragraph, quoted in the text
 KEYWORDS = 6  # words of the subject the sentences draw on
 SHAPES = {"standard": 6, "high": 12}  # shapes drawn per image
@@ -152,7 +155,7 @@ def compose(prompt: str, system: str | None = None) -> str:
     rng = _seed(system, prompt)
     subject = _subject(prompt)
     words = _keywords(subject)
-    sentences = [rng.choice(OPENINGS).format(subject=subject)]
+    sentences = [LABEL, rng.choice(OPENINGS).format(subject=subject)]
     for template in rng.sample(MIDDLES, 2 + rng.randrange(3)):
         pair = rng.sample(words, 2) if len(words) > 1 else words * 2
         a, b = (f"the {word}" for word in pair)

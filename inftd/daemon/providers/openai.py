@@ -49,6 +49,7 @@ class OpenAIProvider:
     name = NAME
     capabilities: frozenset[Capability] = frozenset({"text", "image", "streaming"})
     prices: PriceTable = OPENAI
+    tokens_field = "max_completion_tokens"  # OpenAI's; most other servers take max_tokens
 
     def __init__(
         self,
@@ -74,22 +75,21 @@ class OpenAIProvider:
             async for item in self._stream(request):
                 yield item
         except openai.APIError as exc:
-            failure = error_of(exc)
+            failure = error_of(exc, self.name)
         except ValueError:  # an event that is not JSON
-            failure = ProviderError(NAME, "bad_response", "the stream held a malformed event")
+            failure = ProviderError(self.name, "bad_response", "the stream held a malformed event")
         if failure is not None:  # raised here, so the SDK's error (it may quote the key) is dropped
-            log.debug("openai text failed: %s", failure)
+            log.debug("%s text failed: %s", self.name, failure)
             raise failure
 
     async def _stream(self, request: TextRequest) -> AsyncIterator[str | TextResult]:
         model = request.model or self.text_model or TEXT_MODEL
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {self.tokens_field: request.max_tokens}
         if request.temperature is not None:
             extra["temperature"] = request.temperature
         stream = await self._client.chat.completions.create(
             model=model,
             messages=messages_of(request),
-            max_completion_tokens=request.max_tokens,
             stream=True,
             stream_options={"include_usage": True},
             **extra,
@@ -104,9 +104,9 @@ class OpenAIProvider:
 
     def _result(self, request: TextRequest, state: _StreamState) -> TextResult:
         if state.finish is None:
-            raise ProviderError(NAME, "bad_response", "the stream ended before the answer did")
+            raise ProviderError(self.name, "bad_response", "the stream ended before the answer did")
         if state.finish == "content_filter":
-            raise ProviderError(NAME, "refused", "the content filter stopped the answer")
+            raise ProviderError(self.name, "refused", "the content filter stopped the answer")
         text = "".join(state.parts)
         if state.tokens is None:  # no usage event: estimate, and say so
             tokens = (estimate_tokens(request.system, request.prompt), estimate_tokens(text))
@@ -114,7 +114,7 @@ class OpenAIProvider:
         else:
             usage = self.prices.text_usage(state.model, *state.tokens)
         finish: FinishReason = "length" if state.finish == "length" else "stop"
-        return TextResult(text, NAME, state.model, usage, finish)
+        return TextResult(text, self.name, state.model, usage, finish)
 
     async def image(self, request: ImageRequest) -> ImageResult:
         model = request.model or self.image_model or IMAGE_MODEL
@@ -131,16 +131,16 @@ class OpenAIProvider:
                 timeout=self.image_timeout,
             )
         except openai.APIError as exc:
-            failure = error_of(exc)
+            failure = error_of(exc, self.name)
         except ValueError:
-            failure = ProviderError(NAME, "bad_response", "the answer is not JSON")
+            failure = ProviderError(self.name, "bad_response", "the answer is not JSON")
         if failure is not None:
-            log.debug("openai image failed: %s", failure)
+            log.debug("%s image failed: %s", self.name, failure)
             raise failure
-        data, content_type = decoded_image(answer)
+        data, content_type = decoded_image(answer, self.name)
         prompt_tokens = _int(getattr(getattr(answer, "usage", None), "input_tokens", None))
         usage = self.prices.image_usage(model, (width, height), request.quality, prompt_tokens or 0)
-        return ImageResult(data, content_type, NAME, model, usage)
+        return ImageResult(data, content_type, self.name, model, usage)
 
     async def close(self) -> None:
         await self._client.close()
@@ -191,37 +191,37 @@ def nearest_size(width: int, height: int) -> tuple[int, int]:
     return min(SIZES, key=lambda size: abs(math.log(size[0] / size[1]) - ratio))
 
 
-def decoded_image(answer: Any) -> tuple[bytes, str]:
+def decoded_image(answer: Any, name: str = NAME) -> tuple[bytes, str]:
     """The bytes and content type of the first image of an ``images.generate`` answer."""
     items = getattr(answer, "data", None)
     encoded = getattr(items[0], "b64_json", None) if isinstance(items, list) and items else None
     if not isinstance(encoded, str):
-        raise ProviderError(NAME, "bad_response", "the answer holds no base64 image")
+        raise ProviderError(name, "bad_response", "the answer holds no base64 image")
     data = b64decoded(encoded)
     if data is None:
-        raise ProviderError(NAME, "bad_response", "the image is not valid base64")
+        raise ProviderError(name, "bad_response", "the image is not valid base64")
     content_type = image_type(data)
     if content_type is None:
-        raise ProviderError(NAME, "bad_response", "the image is not a whole PNG, JPEG or WebP")
+        raise ProviderError(name, "bad_response", "the image is not a whole PNG, JPEG or WebP")
     return data, content_type
 
 
-def error_of(exc: openai.APIError) -> ProviderError:
+def error_of(exc: openai.APIError, name: str = NAME) -> ProviderError:
     """The ``ProviderError`` for an SDK error, from its type, status and code only."""
     if isinstance(exc, openai.APITimeoutError):
-        return ProviderError(NAME, "timeout", "no answer within the timeout")
+        return ProviderError(name, "timeout", "no answer within the timeout")
     if isinstance(exc, openai.APIConnectionError):
-        return ProviderError(NAME, "unavailable", "the connection failed or broke off")
+        return ProviderError(name, "unavailable", "the connection failed or broke off")
     if isinstance(exc, openai.APIResponseValidationError):
-        return ProviderError(NAME, "bad_response", "the answer does not match the API's schema")
+        return ProviderError(name, "bad_response", "the answer does not match the API's schema")
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         if status == 429 and exc.code == "insufficient_quota":
-            return ProviderError(NAME, "rate_limited", "out of quota", status=429, transient=False)
+            return ProviderError(name, "rate_limited", "out of quota", status=429, transient=False)
         if exc.code in POLICY_CODES:
-            return ProviderError(NAME, "refused", "declined by the content policy", status=status)
-        return status_error(NAME, status, retry_after_of(exc.response.headers))
-    return ProviderError(NAME, "unavailable", "the stream reported an error")
+            return ProviderError(name, "refused", "declined by the content policy", status=status)
+        return status_error(name, status, retry_after_of(exc.response.headers))
+    return ProviderError(name, "unavailable", "the stream reported an error")
 
 
 def _int(value: object) -> int | None:

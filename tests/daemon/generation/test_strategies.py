@@ -76,7 +76,7 @@ async def test_single_text_from_the_local_provider_streams_and_is_labelled() -> 
     output = await run_job(job(prompt=SHORT), router, told)
     assert output.data.decode() == compose(SHORT) == told.text()
     assert (output.kind, output.content_type) == ("text", "text/plain; charset=utf-8")
-    assert (output.provider, output.model) == ("local", "local-text-1")
+    assert (output.provider, output.model) == ("local", "template-text-1")
     assert output.detail["strategy"] == "single"
     assert (output.detail["rounds"], output.detail["parts"]) == ([], [])
     assert [a["provider"] for a in output.detail["route"]] == ["local"]
@@ -127,7 +127,7 @@ async def test_evaluate_stops_when_the_offline_judge_is_satisfied() -> None:
     (round_,) = output.detail["rounds"]
     assert output.detail["stop"] == "threshold"
     assert round_["score"] >= 8
-    assert round_["judge"] == {"provider": "local", "model": "local-text-1", "source": "heuristic"}
+    assert round_["judge"] == {"provider": "local", "model": "template-text-1", "source": "heuristic"}
     assert round_["draft"] == output.data.decode() == compose(SHORT)
     assert told.of("round") == [round_]
     assert [c.purpose for c in recorder.calls] == ["generate", "judge"]

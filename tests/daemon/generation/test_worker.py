@@ -85,7 +85,7 @@ async def test_a_text_job_succeeds_charged_once_with_one_mint(
     assert await run_next(ctx) == Outcome("succeeded")
     row = await generation(engine, generation_id)
     assert (row.status, row.provider, row.model, row.attempts) == (
-        "succeeded", "local", "local-text-1", 1,
+        "succeeded", "local", "template-text-1", 1,
     )  # fmt: skip
     assert (row.credits_used, row.content_type) == (1, TEXT_TYPE)
     sha = row.content_hash.removeprefix("0x")
