@@ -127,7 +127,11 @@ async def test_evaluate_stops_when_the_offline_judge_is_satisfied() -> None:
     (round_,) = output.detail["rounds"]
     assert output.detail["stop"] == "threshold"
     assert round_["score"] >= 8
-    assert round_["judge"] == {"provider": "local", "model": "template-text-1", "source": "heuristic"}
+    assert round_["judge"] == {
+        "provider": "local",
+        "model": "template-text-1",
+        "source": "heuristic",
+    }
     assert round_["draft"] == output.data.decode() == compose(SHORT)
     assert told.of("round") == [round_]
     assert [c.purpose for c in recorder.calls] == ["generate", "judge"]
