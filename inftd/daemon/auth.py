@@ -2,6 +2,8 @@
 
 A client asks for a nonce for its address, signs the EIP-4361 message it gets back with
 ``personal_sign`` (EIP-191), and trades message and signature for a bearer token. The
+address may be a smart wallet's: its signature is then asked of the chain (EIP-1271, and
+EIP-6492 for an account not deployed yet). The
 token is stateless: ``base64url(payload).base64url(HMAC-SHA256(secret, payload))``, the
 payload holding the address, issue and expiry times (Unix seconds) and a random id. What
 a token may do is decided per request from the agent's current owner, so a transfer of
@@ -24,15 +26,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from eth_account import Account
-from eth_account.messages import encode_defunct
 from eth_utils.address import is_checksum_address, to_checksum_address
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inftd.daemon.config import Settings
 from inftd.daemon.errors import DaemonError
+from inftd.daemon.signatures import signed_by
 from inftd.daemon.siwe import MalformedMessage, SiweMessage, parse_message
+from inftd.indexer.rpc import ChainRpc
 from inftd.store.models import AuthNonce
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,6 @@ SECRET_BYTES = 32  # size of the per-process token key when INFTD_AUTH_SECRET is
 MAX_TOKEN_CHARS = 512  # longer bearer values are refused before decoding
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-_SIGNATURE = re.compile(r"^0x[0-9a-fA-F]{130}$")  # r, s, v of personal_sign
 
 
 class AuthError(DaemonError):
@@ -212,10 +213,8 @@ async def issue_nonce(
     return IssuedNonce(nonce, address, message)
 
 
-def check_message(
-    text: str, signature: str, *, domain: str, chain_id: int, now: datetime
-) -> SiweMessage:
-    """Everything about a login that needs no database; raises ``AuthError``."""
+def check_message(text: str, *, domain: str, chain_id: int, now: datetime) -> SiweMessage:
+    """Everything about a login's message but its signature; raises ``AuthError``."""
     try:
         message = parse_message(text)
     except MalformedMessage as exc:
@@ -230,19 +229,16 @@ def check_message(
         raise AuthError("message_expired", "the message's Expiration Time has passed")
     if message.not_before is not None and message.not_before > now:
         raise AuthError("message_not_yet_valid", "the message's Not Before time is ahead")
-    if recover_signer(text, signature) != message.address:
-        raise AuthError("bad_signature", f"the signature is not {message.address}'s")
     return message
 
 
-def recover_signer(text: str, signature: str) -> str | None:
-    """The address that personal_sign-ed ``text`` (EIP-191), or None for a broken signature."""
-    if not _SIGNATURE.match(signature):
-        return None
-    try:
-        return str(Account.recover_message(encode_defunct(text=text), signature=signature))
-    except Exception:  # eth-keys raises several kinds for an invalid (r, s, v)
-        return None
+async def check_signature(
+    rpc: ChainRpc | None, text: str, signature: str, message: SiweMessage
+) -> None:
+    """``bad_signature`` unless the signature is the address's: its key's, or its smart
+    wallet's asked of the chain (``inftd.daemon.signatures``)."""
+    if not await signed_by(rpc, text, signature, message.address):
+        raise AuthError("bad_signature", f"the signature is not {message.address}'s")
 
 
 async def consume_nonce(conn: AsyncConnection, message: SiweMessage, now: datetime) -> None:

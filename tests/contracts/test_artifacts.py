@@ -14,7 +14,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 ABI_DIR = ROOT / "contracts" / "abi"
 BUILD = ROOT / "scripts" / "build-contracts"
-CONTRACTS = ("INFTPackage", "GenerationNFT")
+CONTRACTS = (
+    "INFTPackage",
+    "GenerationNFT",
+    "SignatureCheck",
+    "DevSmartAccount",
+    "DevSmartAccountFactory",
+)
 
 
 def _require_toolchain() -> None:

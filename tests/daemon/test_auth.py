@@ -19,6 +19,7 @@ from inftd.daemon.auth import (
     IssuedNonce,
     TokenSigner,
     check_message,
+    check_signature,
     consume_nonce,
     is_operator_key,
     issue_nonce,
@@ -50,9 +51,15 @@ def _message(**changes: object) -> SiweMessage:
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
-def _check(message: SiweMessage, key: str = BUYER.key, now: datetime = NOW) -> SiweMessage:
-    text = message.text()
-    return check_message(text, sign(text, key), domain=DOMAIN, chain_id=CHAIN, now=now)
+async def _check(message: SiweMessage, key: str = BUYER.key, now: datetime = NOW) -> SiweMessage:
+    """The message and a key's signature checked, with no chain (as a key's needs none)."""
+    return await _check_signed(message.text(), sign(message.text(), key), now)
+
+
+async def _check_signed(text: str, signature: str, now: datetime = NOW) -> SiweMessage:
+    checked = check_message(text, domain=DOMAIN, chain_id=CHAIN, now=now)
+    await check_signature(None, text, signature, checked)
+    return checked
 
 
 # --- bearer tokens ----------------------------------------------------------------------
@@ -154,8 +161,8 @@ def test_operator_key(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- message checks ---------------------------------------------------------------------
 
 
-def test_a_good_message_passes() -> None:
-    assert _check(_message()) == _message()
+async def test_a_good_message_passes() -> None:
+    assert await _check(_message()) == _message()
 
 
 @pytest.mark.parametrize(
@@ -169,32 +176,30 @@ def test_a_good_message_passes() -> None:
         (_message(address=FRIEND.address), BUYER.key, "bad_signature"),
     ],
 )
-def test_a_bad_message_is_refused(message: SiweMessage, key: str, code: str) -> None:
+async def test_a_bad_message_is_refused(message: SiweMessage, key: str, code: str) -> None:
     with pytest.raises(AuthError) as refused:
-        _check(message, key)
+        await _check(message, key)
     assert refused.value.code == code
 
 
 @pytest.mark.parametrize("signature", ["", "0x", "0x" + "00" * 65, "zz", "0x" + "ab" * 64])
-def test_a_broken_signature_is_refused(signature: str) -> None:
+async def test_a_broken_signature_is_refused(signature: str) -> None:
     with pytest.raises(AuthError) as refused:
-        check_message(_message().text(), signature, domain=DOMAIN, chain_id=CHAIN, now=NOW)
+        await _check_signed(_message().text(), signature)
     assert refused.value.code == "bad_signature"
 
 
-def test_a_changed_message_no_longer_matches_its_signature() -> None:
+async def test_a_changed_message_no_longer_matches_its_signature() -> None:
     text = _message().text()
     signature = sign(text, BUYER.key)
     with pytest.raises(AuthError) as refused:
-        check_message(
-            text.replace("Sign in.", "Sign in!"), signature, domain=DOMAIN, chain_id=CHAIN, now=NOW
-        )
+        await _check_signed(text.replace("Sign in.", "Sign in!"), signature)
     assert refused.value.code == "bad_signature"
 
 
 def test_a_malformed_message_is_refused() -> None:
     with pytest.raises(AuthError) as refused:
-        check_message("hello", "0x", domain=DOMAIN, chain_id=CHAIN, now=NOW)
+        check_message("hello", domain=DOMAIN, chain_id=CHAIN, now=NOW)
     assert refused.value.code == "malformed_message"
 
 

@@ -9,11 +9,13 @@ from aiohttp import web
 from inftd.daemon.auth import (
     AuthError,
     check_message,
+    check_signature,
     checksum_address,
     consume_nonce,
     issue_nonce,
 )
 from inftd.daemon.http import RUNTIME, ApiError, json_response, read_json
+from inftd.daemon.signatures import SignatureUnverifiable
 from inftd.daemon.siwe import format_time
 
 
@@ -62,16 +64,15 @@ async def login(request: web.Request) -> web.Response:
     now = datetime.now(UTC)
     try:
         message = check_message(
-            text,
-            signature,
-            domain=expected_domain(request),
-            chain_id=runtime.deployment.chain_id,
-            now=now,
+            text, domain=expected_domain(request), chain_id=runtime.deployment.chain_id, now=now
         )
+        await check_signature(runtime.rpc, text, signature, message)
         async with runtime.engine.begin() as conn:
             await consume_nonce(conn, message, now)
     except AuthError as exc:
         raise ApiError(401, exc.code, exc.message) from None
+    except SignatureUnverifiable as exc:
+        raise ApiError(503, "chain_unavailable", str(exc)) from None
     token = runtime.tokens.issue(message.address, now)
     return json_response(
         {"token": token.token, "address": token.address, "expiresAt": format_time(token.expires_at)}

@@ -235,8 +235,18 @@ def _paths_auth() -> dict[str, Any]:
                     "400": error("Body not JSON, or not the two strings", *BAD_BODY),
                     "401": error("The sign-in is refused", *login_refusals),
                     "413": ref("BodyTooLarge", "responses"),
+                    "503": error(
+                        "Busy, or the chain does not answer to check a smart wallet's signature",
+                        "busy",
+                        "chain_unavailable",
+                    ),
                 },
-                requestBody=json_body(ref("LoginRequest"), "The message and its signature"),
+                requestBody=json_body(
+                    ref("LoginRequest"),
+                    "The message and its signature: a key's (personal_sign), or a smart "
+                    "wallet's (EIP-1271; EIP-6492 for an account not deployed yet), checked "
+                    "on chain",
+                ),
             )
         },
     }
@@ -759,7 +769,11 @@ def _schemas_auth() -> dict[str, Schema]:
             "required": ["message", "signature"],
             "properties": {
                 "message": {"type": "string", "description": "The message, as received"},
-                "signature": {"type": "string", "pattern": "^0x[0-9a-fA-F]{130}$"},
+                "signature": {
+                    "type": "string",
+                    "pattern": "^0x([0-9a-fA-F]{2}){1,8192}$",
+                    "description": "65 bytes for a key; a smart wallet's in its own format",
+                },
             },
         },
         "Login": obj(

@@ -9,12 +9,15 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from eth_abi.abi import encode
 from sqlalchemy import select, update
+from web3 import Web3
 
 from inftd.daemon.auth import STATEMENT
 from inftd.daemon.config import Settings
 from inftd.daemon.devnet import BUYER, FRIEND, Anvil
 from inftd.daemon.siwe import format_time, parse_message
+from inftd.indexer.abi import load_artifact
 from inftd.indexer.deployment import Deployment
 from inftd.store.models import AuthNonce
 from tests.support.api import api_client, nonce_for, runtime_of, sign
@@ -172,3 +175,70 @@ async def test_the_configured_domain_is_the_one_to_sign(
         )
         status, body = await login(client, own_host, sign(own_host, BUYER.key))
         assert (status, body["error"]["code"]) == (401, "wrong_domain")
+
+
+# -- smart wallets -------------------------------------------------------------------------
+
+WRAPPED = bytes.fromhex("64926492" * 8)  # EIP-6492's suffix
+
+
+class Accounts:
+    """DevSmartAccountFactory on the test chain, and accounts of FRIEND's key from it."""
+
+    def __init__(self, url: str) -> None:
+        self.w3 = Web3(Web3.HTTPProvider(url))
+        artifact = load_artifact("DevSmartAccountFactory")
+        built = self.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+        receipt = self._send(built.constructor())
+        self.factory = self.w3.eth.contract(receipt["contractAddress"], abi=artifact.abi)
+
+    def _send(self, call: Any) -> Any:
+        tx = call.transact({"from": FRIEND.address})
+        return self.w3.eth.wait_for_transaction_receipt(tx)
+
+    def address(self, salt: int) -> str:
+        return str(self.factory.functions.addressOf(FRIEND.address, salt.to_bytes(32)).call())
+
+    def deploy(self, salt: int) -> str:
+        self._send(self.factory.functions.deploy(FRIEND.address, salt.to_bytes(32)))
+        return self.address(salt)
+
+    def wrapped(self, salt: int, signature: str) -> str:
+        """``signature`` wrapped for an account not deployed yet: its factory call first."""
+        call = self.factory.encode_abi("deploy", [FRIEND.address, salt.to_bytes(32)])
+        inner = encode(
+            ["address", "bytes", "bytes"],
+            [self.factory.address, bytes.fromhex(call[2:]), bytes.fromhex(signature[2:])],
+        )
+        return "0x" + (inner + WRAPPED).hex()
+
+    def code(self, address: str) -> bytes:
+        return bytes(self.w3.eth.get_code(address))
+
+
+@pytest.fixture
+def accounts(chain: Anvil) -> Accounts:
+    return Accounts(chain.url)
+
+
+async def test_a_smart_wallet_signs_in_deployed_or_not_yet(
+    client: TestClient, accounts: Accounts
+) -> None:
+    deployed = accounts.deploy(1)
+    message = (await nonce_for(client, deployed))["message"]
+    status, body = await login(client, message, sign(message, FRIEND.key))  # EIP-1271
+    assert (status, body["address"]) == (200, deployed)
+
+    later = accounts.address(2)
+    assert accounts.code(later) == b""
+    message = (await nonce_for(client, later))["message"]
+    status, body = await login(client, message, accounts.wrapped(2, sign(message, FRIEND.key)))
+    assert (status, body["address"]) == (200, later)  # EIP-6492
+    assert accounts.code(later) == b""  # checked in a call: nothing was deployed
+
+    message = (await nonce_for(client, deployed))["message"]
+    status, body = await login(client, message, sign(message, BUYER.key))  # not its owner
+    assert (status, body["error"]["code"]) == (401, "bad_signature")
+    message = (await nonce_for(client, accounts.address(3)))["message"]
+    status, body = await login(client, message, sign(message, FRIEND.key))  # no code, no wrap
+    assert (status, body["error"]["code"]) == (401, "bad_signature")
