@@ -100,6 +100,7 @@ async def prepare_database(settings: Settings, deployment: Deployment, say: Say)
         _archive_sqlite(settings, say)
 
 
+DEMO_ACCOUNTS = (("buyer", BUYER), ("friend", FRIEND))  # the console signs in as these
 DEV_SECRETS = "dev-secrets.json"  # in the data folder: what ``inftd dev`` made up, kept
 MADE_UP = ("webhook_secret", "operator_api_key", "auth_secret")  # made once, then reused
 DEV_STATE_SYNC_INTERVAL = 30.0  # seconds between state anchoring rounds under inftd dev
@@ -213,6 +214,7 @@ async def run_dev(settings: Settings, stop: asyncio.Event, say: Say) -> None:
             deployment,
             stop,
             on_ready=lambda url: say(banner(settings, deployment, url, anvil.url)),
+            demo=DEMO_ACCOUNTS,
         )
     finally:
         say("stopping Anvil")

@@ -18,10 +18,12 @@ from inftd.daemon.api import (
     auth,
     console,
     credits,
+    dev,
     generations,
     learning,
     memories,
     mints,
+    packages,
     push,
     social,
     spend,
@@ -32,6 +34,7 @@ from inftd.daemon.api import (
 )
 from inftd.daemon.config import Settings
 from inftd.daemon.cors import cors_middleware
+from inftd.daemon.devnet import DevAccount
 from inftd.daemon.errors import DaemonError
 from inftd.daemon.generation.scheduler import run_generation
 from inftd.daemon.heartbeat import Facts, Heartbeat
@@ -57,7 +60,8 @@ SHUTDOWN_GRACE = 5.0  # seconds open requests get when the server stops
 MAX_BODY_BYTES = 1 << 20  # larger request bodies get 413
 
 
-def create_app(runtime: Runtime) -> web.Application:
+def create_app(runtime: Runtime, demo: Sequence[tuple[str, DevAccount]] = ()) -> web.Application:
+    """The API; ``demo`` (``inftd dev`` only) adds the demo accounts' routes (api/dev.py)."""
     app = web.Application(
         middlewares=[
             request_id_middleware,
@@ -73,6 +77,7 @@ def create_app(runtime: Runtime) -> web.Application:
     app[RATE_LIMITER] = RateLimiter(runtime.settings.api)
     app.router.add_get("/metrics", metrics_endpoint)
     status.add_routes(app)
+    packages.add_routes(app)
     agents.add_routes(app)
     auth.add_routes(app)
     webhooks.add_routes(app)
@@ -89,6 +94,7 @@ def create_app(runtime: Runtime) -> web.Application:
     spend.add_routes(app)
     statesync.add_routes(app)
     openapi.add_routes(app, MAX_BODY_BYTES)
+    dev.add_routes(app, demo)
     return app
 
 
@@ -122,8 +128,10 @@ async def _roles(
     return work
 
 
-async def _start_api(runtime: Runtime, stack: AsyncExitStack) -> str:
-    runner = web.AppRunner(create_app(runtime), shutdown_timeout=SHUTDOWN_GRACE)
+async def _start_api(
+    runtime: Runtime, stack: AsyncExitStack, demo: Sequence[tuple[str, DevAccount]]
+) -> str:
+    runner = web.AppRunner(create_app(runtime, demo), shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     api = runtime.settings.api
@@ -154,6 +162,7 @@ async def serve(
     stop: asyncio.Event,
     on_ready: Callable[[str], None] = lambda url: None,
     on_started: Callable[[Sequence[str]], None] = lambda roles: None,
+    demo: Sequence[tuple[str, DevAccount]] = (),
 ) -> None:
     """Run this process's roles (see roles.py) until ``stop`` is set; ``on_ready`` gets the
     API's URL when the process has the api role, ``on_started`` the roles once all run.
@@ -171,7 +180,7 @@ async def serve(
         tasks.append(asyncio.create_task(beat.run(), name="heartbeat"))
         stack.push_async_callback(_cancel, tasks)
         if "api" in roles:
-            on_ready(await _start_api(runtime, stack))
+            on_ready(await _start_api(runtime, stack, demo))
         log.info("running roles %s as %s", describe(roles), runtime.process_id)
         # What start-up made (modules, SDKs, settings: some 265,000 objects) lives as long
         # as the process: out of the collector's sight, a full collection stops the loop

@@ -28,6 +28,7 @@ _POLICY = (
     "default-src 'none'",
     "script-src 'self'",
     "style-src 'self'",
+    "img-src 'self'",  # generated images, from /v1/content
     "base-uri 'none'",
     "form-action 'none'",
     "frame-ancestors 'none'",

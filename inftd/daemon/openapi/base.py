@@ -99,6 +99,14 @@ def _paths_meta() -> dict[str, Any]:
                 {"200": answer("The status", ref("Status"))},
             )
         },
+        "/v1/packages": {
+            "get": operation(
+                "packages",
+                "meta",
+                "The package types on sale and the price of a credit (what a wallet pays)",
+                {"200": answer("The packages", ref("Packages"))},
+            )
+        },
         "/metrics": {
             "get": operation(
                 "metrics",
@@ -598,6 +606,23 @@ def _schemas_common() -> dict[str, Schema]:
                     }
                 ),
                 "live": ref("LiveStatus"),
+            }
+        ),
+        "Packages": obj(
+            {
+                "packages": {
+                    "type": "array",
+                    "items": obj(
+                        {
+                            "packageType": COUNT,
+                            "name": STRING,
+                            "priceWei": {"type": "string", "pattern": "^[0-9]+$"},
+                            "credits": COUNT,
+                            "active": {"type": "boolean"},
+                        }
+                    ),
+                },
+                "creditPriceWei": {"type": "string", "pattern": "^[0-9]+$"},
             }
         ),
         "LiveStatus": obj(
