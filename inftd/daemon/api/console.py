@@ -19,7 +19,11 @@ from aiohttp import web
 from inftd.daemon.http import ApiError
 
 INDEX = "index.html"
-ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}  # name -> media type
+ASSETS = {  # name -> media type
+    "console.js": "text/javascript",
+    "console.css": "text/css",
+    "icon.svg": "image/svg+xml",
+}
 # Revalidate on every load (with the ETag): the names carry no version, and a daemon
 # upgrade must reach the page at once.
 CACHE_CONTROL = "no-cache"

@@ -1,13 +1,13 @@
 """The dev stack's demo accounts, for the console: ``inftd dev`` only, never ``inftd run``.
 
-    GET  /v1/dev/accounts    the demo accounts (Anvil's public test keys)
+    GET  /v1/dev/accounts    the demo accounts (Anvil's public test keys); none outside dev
     POST /v1/dev/sign-in     {"account": "buyer"}: a sign-in token for that account
     POST /v1/dev/buy         {"account", "packageType"}: buy a package as it, on chain
     POST /v1/dev/top-up      {"account", "tokenId", "credits"}: top a package up, on chain
 
-The routes exist only in an app built with demo accounts, which only ``inftd dev`` does
-(``serve(..., demo=...)``): a daemon on a real chain has no such route, whatever its
-settings. Purchases and top-ups go to the dev chain from Anvil's unlocked accounts; the
+The routes that act as them exist only in an app built with demo accounts, which only
+``inftd dev`` does (``serve(..., demo=...)``): a daemon on a real chain lists none and has
+no such route, whatever its settings. Purchases and top-ups go to the dev chain from Anvil's unlocked accounts; the
 indexer takes them in as it takes any.
 """
 
@@ -95,11 +95,12 @@ async def top_up(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application, demo: Sequence[tuple[str, DevAccount]]) -> None:
-    """The routes, if this app has demo accounts (``inftd dev``); none otherwise."""
-    if not demo:
-        return
+    """The list (empty without demo accounts: the console asks it of any daemon), and the
+    routes that act as them only in an app that has them (``inftd dev``)."""
     app[DEMO] = dict(demo)
     app.router.add_get("/v1/dev/accounts", accounts)
+    if not demo:
+        return
     app.router.add_post("/v1/dev/sign-in", sign_in)
     app.router.add_post("/v1/dev/buy", buy)
     app.router.add_post("/v1/dev/top-up", top_up)

@@ -31,7 +31,7 @@ from inftd.daemon.providers.base import parse_size
 
 MAX_PROMPT_CHARS = 32_000  # beyond any package's max_prompt_chars; refused before the lookup
 STRATEGIES: tuple[Strategy, ...] = ("single", "evaluate", "orchestrate")
-PROVIDERS = ("local", "openai", "gemini", "cloudflare")  # names a provider hint may take
+PROVIDERS = ("local", "local_llm", "embedded", "openai", "gemini", "cloudflare")  # hint names
 SIGNAL_OPTIONS = ("style", "styles", "subject", "subjects", "modifier", "modifiers")
 OPTIONS = frozenset({"quality", "size", "strategy", "provider", *SIGNAL_OPTIONS})
 FIELDS = frozenset({"kind", "prompt", "options", "collaboratorTokenId"})
