@@ -20,6 +20,7 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import WSCloseCode, web
+from eth_utils.crypto import keccak
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 from sqlalchemy import insert
 
@@ -27,12 +28,19 @@ from inftd.agents.events import NewEvent, record_events
 from inftd.daemon.api.console import ASSETS
 from inftd.daemon.api.ws import SOCKETS
 from inftd.daemon.config import Settings
-from inftd.daemon.devnet import BUYER, FRIEND, Anvil, DevAccount
+from inftd.daemon.dev import DEMO_ACCOUNTS
+from inftd.daemon.devnet import BUYER, FRIEND, MINTER, Anvil, DevAccount
+from inftd.daemon.generation.recorder import MemoryRecorder
+from inftd.daemon.generation.router import Router
+from inftd.daemon.generation.scheduler import GenerationService
+from inftd.daemon.providers.local import LocalProvider
+from inftd.daemon.relayer.relayer import run_relayer
 from inftd.daemon.runtime import Runtime, open_runtime
 from inftd.daemon.server import create_app
 from inftd.indexer.deployment import Deployment
 from inftd.store.db import sqlite_url
 from inftd.store.models import Generation
+from tests.daemon.generation.support import FAST, ROUTING
 from tests.support.api import sign
 from tests.support.contracts import Contracts
 from tests.support.schema import at_head
@@ -45,6 +53,10 @@ FLASHING = re.compile(r"\bflash\b")  # the class that highlights changed credits
 CALLING_OUT = re.compile(r"(?:https?|wss?|ftp)://|@import|url\(")  # another origin, a CSS load
 CONSOLE_DIR = Path(__file__).parents[2] / "inftd" / "daemon" / "console"
 SVG_NAMESPACE = 'xmlns="http://www.w3.org/2000/svg"'
+LOADED_IMAGE = """() => {
+    const image = document.querySelector("#generations li img[data-content]");
+    return Boolean(image && image.complete && image.naturalWidth > 0);
+}"""
 
 
 def chromium() -> str:
@@ -465,3 +477,220 @@ def changed_pixels(before: bytes, after: bytes) -> int:
     old, new = decode_png(before), decode_png(after)
     assert (old.width, old.height) == (new.width, new.height), "the credits moved or resized"
     return sum(a != b for a, b in zip(old.pixels, new.pixels, strict=True))
+
+
+# The product's face: what a person does under inftd dev, with no wallet and no curl.
+
+
+@dataclass
+class Stack:
+    """The whole loop in one process, as inftd dev runs it: API with demo accounts,
+    indexer, hub, generation worker (the template provider, streaming slowly enough to
+    watch) and the mint relayer."""
+
+    url: str
+    runtime: Runtime
+
+
+@pytest.fixture
+async def stack(
+    chain: Anvil, deployment: Deployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Stack]:
+    monkeypatch.setenv("INFTD_MINTER_KEY", MINTER.key)
+    settings = Settings.load(
+        data_dir=tmp_path,
+        database_url=sqlite_url(tmp_path / "inftd.db"),
+        chain={"rpc_urls": [chain.url], "poll_interval": 0.2},
+        generation=FAST,
+        routing=ROUTING,
+        relayer={"poll_interval": 0.2},
+        api={"rate_per_ip": 100_000, "rate_per_address": 100_000},
+    )
+    at_head(settings.database)
+    stop = asyncio.Event()
+    async with open_runtime(settings, deployment) as runtime:
+        runner = web.AppRunner(create_app(runtime, DEMO_ACCOUNTS))
+        await runner.setup()
+        router = Router({"local": LocalProvider(delay=0.05)}, settings.routing, MemoryRecorder())
+        service = GenerationService(runtime, router, owner="console-test-worker")
+        loops = [
+            asyncio.create_task(runtime.hub.run(stop)),
+            asyncio.create_task(runtime.indexer.run(stop)),
+            asyncio.create_task(run_relayer(runtime, stop)),
+        ]
+        await service.start()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            await runtime.hub.started()
+            yield Stack(f"http://{host}:{port}", runtime)
+        finally:
+            stop.set()
+            await service.stop()
+            await asyncio.gather(*loops)
+            await runner.cleanup()
+
+
+async def stack_tab(browser: Browser, stack: Stack, width: int, height: int) -> Tab:
+    context = await browser.new_context(viewport={"width": width, "height": height})
+    page = await context.new_page()
+    tab = Tab(context, page)
+    page.on("pageerror", lambda error: tab.errors.append(str(error)))
+    page.on("console", lambda m: tab.errors.append(m.text) if m.type == "error" else None)
+    await page.goto(stack.url + "/")
+    return tab
+
+
+async def sign_in_as(page: Page, name: str) -> None:
+    await page.locator(f'#demo-accounts button[data-account="{name}"]').click()
+    await expect(page.locator("#signed-as")).to_have_text(f"(demo {name})", timeout=WAIT_MS)
+
+
+async def buy_and_open(page: Page, token_id: int) -> None:
+    await page.locator("#buy-form button").click()
+    row = page.locator(f'#agents tr[data-token="{token_id}"]')
+    for _ in range(40):  # the indexer takes the purchase in; the list is read again
+        if await row.count():
+            break
+        await page.locator("#refresh").click()
+        await page.wait_for_timeout(250)
+    await row.click()
+    await expect(page.locator("#owner-badge")).to_be_visible(timeout=WAIT_MS)
+    await expect(page.locator("#live")).to_have_text("live", timeout=WAIT_MS)
+
+
+async def test_a_demo_account_buys_asks_watches_it_stream_and_mint_and_rates_it(
+    browser: Browser, stack: Stack, tmp_path: Path
+) -> None:
+    tab = await stack_tab(browser, stack, 1280, 900)
+    page = tab.page
+    try:
+        await expect(page.locator("#sign-in")).to_be_hidden()  # no wallet in this browser
+        await expect(page.locator("#template-note")).to_be_visible(timeout=WAIT_MS)
+        await sign_in_as(page, "buyer")
+        await buy_and_open(page, 1)
+
+        await page.locator("#generate-prompt").fill("a lighthouse at dawn over a quiet harbour")
+        await page.locator("#generate-style").fill("noir")
+        await page.get_by_role("button", name="Generate").click()
+        item = page.locator("#generations li").first
+        stream = item.locator("[data-stream]")
+        await expect(stream).not_to_have_text("", timeout=WAIT_MS)  # text as it is written
+        streamed = await stream.text_content()
+        await expect(item).to_have_attribute("data-status", "succeeded", timeout=WAIT_MS)
+        made = item.locator("[data-content]")
+        await expect(made).to_contain_text("[Template text", timeout=WAIT_MS)
+        assert streamed
+        assert streamed.strip() in (await made.text_content() or "")
+        await expect(item).to_contain_text("template (no model)")
+        await expect(item).to_contain_text("$0.0000")
+        await expect(item.locator('[data-mint="confirmed"]')).to_be_visible(timeout=WAIT_MS)
+        await expect(item.locator(".mint code")).to_have_text(re.compile(r"^0x[0-9a-f]{4}…"))
+
+        await item.locator("[data-rate] input").fill("calm")
+        await item.locator('[data-rating="5"]').click()
+        await expect(item.locator(".rated")).to_have_text("rated 5/5", timeout=WAIT_MS)
+        learned = page.locator('#learned li[data-dimension="styles"]')
+        await expect(learned.first).to_contain_text("noir", timeout=WAIT_MS)
+
+        await page.locator("#generate-kind").select_option("image")
+        await page.locator("#generate-prompt").fill("a red lighthouse")
+        await page.get_by_role("button", name="Generate").click()
+        image = page.locator("#generations li").first.locator("img[data-content]")
+        await expect(image).to_be_visible(timeout=WAIT_MS)
+        await page.wait_for_function(LOADED_IMAGE, timeout=WAIT_MS)  # drawn, not only tagged
+
+        credits = page.locator('#credits [data-field="totalCredits"]')
+        before = int(await credits.text_content() or "0")
+        await page.locator("#top-up-credits").fill("25")
+        await page.get_by_role("button", name="Add credits").click()
+        await expect(credits).to_have_text(str(before + 25), timeout=WAIT_MS)
+        await page.screenshot(path=tmp_path / "desktop.png", full_page=True)
+        # The README's picture of the console (docs/console.png) is this one.
+        top = {"x": 0, "y": 0, "width": 1280, "height": 1400}
+        await page.screenshot(path=tmp_path / "console.png", clip=top, full_page=True)
+    finally:
+        await tab.context.close()
+    assert tab.errors == []
+
+
+async def test_agents_write_to_each_other_and_lend_their_styles(
+    browser: Browser, stack: Stack
+) -> None:
+    tab = await stack_tab(browser, stack, 1280, 900)
+    page = tab.page
+    try:
+        await sign_in_as(page, "friend")
+        await buy_and_open(page, 1)  # the friend's agent
+        await page.locator("#sign-out").click()
+        await sign_in_as(page, "buyer")
+        await buy_and_open(page, 2)  # the buyer's
+        await page.locator("#message-to").fill("1")
+        await page.locator("#message-text").fill("hello from #2")
+        await page.get_by_role("button", name="Send").click()
+        await expect(page.locator("#message-result")).to_have_text("Sent to #1.", timeout=WAIT_MS)
+        await page.locator("#grant-to").fill("1")
+        await page.get_by_role("button", name="borrow my styles").click()
+        await expect(page.locator("#grants")).to_contain_text(
+            "lends its styles to #1", timeout=WAIT_MS
+        )
+
+        await page.locator("#sign-out").click()
+        await sign_in_as(page, "friend")
+        await page.goto(stack.url + "/#/agents/1")
+        await expect(page.locator("#owner-badge")).to_be_visible(timeout=WAIT_MS)
+        await expect(page.locator("#inbox")).to_contain_text("hello from #2", timeout=WAIT_MS)
+        await expect(page.locator("#grants")).to_contain_text("borrows the styles of #2")
+    finally:
+        await tab.context.close()
+    assert tab.errors == []
+
+
+@pytest.mark.parametrize(("width", "height"), [(390, 844), (1280, 900)])
+async def test_the_layout_holds_at_a_phone_s_and_a_desktop_s_width(
+    browser: Browser, stack: Stack, tmp_path: Path, width: int, height: int
+) -> None:
+    tab = await stack_tab(browser, stack, width, height)
+    page = tab.page
+    try:
+        await sign_in_as(page, "buyer")
+        await buy_and_open(page, 1)
+        await page.locator("#generate-prompt").fill("a lighthouse")
+        await page.get_by_role("button", name="Generate").click()
+        item = page.locator("#generations li").first
+        await expect(item).to_have_attribute("data-status", "succeeded", timeout=WAIT_MS)
+        await page.screenshot(path=tmp_path / f"{width}.png", full_page=True)
+        # Nothing wider than the window: no sideways scrolling of the page itself.
+        assert await page.evaluate("document.documentElement.scrollWidth") <= width
+        # (The agents' table may be wider: it scrolls inside its own box, .scroll.)
+        for selector in ("#generate-form", "#credits", "#generations", ".scroll", ".bar"):
+            box = await page.locator(selector).first.bounding_box()
+            assert box is not None, selector
+            assert box["x"] >= 0, selector
+            assert box["x"] + box["width"] <= width + 0.5, selector
+        shot = await page.locator("#credits").screenshot()
+        assert distinct_colours(shot) > 1, "the credits were not drawn"
+    finally:
+        await tab.context.close()
+    assert tab.errors == []
+
+
+async def test_a_daemon_on_a_real_chain_offers_no_demo_account(tab: Tab, console: Console) -> None:
+    """create_app without demo accounts, as inftd run builds it: none listed, none acted as."""
+    async with aiohttp.ClientSession(console.url) as http:
+        async with http.get("/v1/dev/accounts") as listed:
+            assert (listed.status, await listed.json()) == (200, {"accounts": []})
+        for path in ("/v1/dev/sign-in", "/v1/dev/buy", "/v1/dev/top-up"):
+            async with http.post(path, json={"account": "buyer"}) as refused:
+                assert refused.status in (404, 405), path
+    await tab.page.goto(console.url + "/")
+    await expect(tab.page.locator("#agents-empty")).to_be_visible(timeout=WAIT_MS)
+    await expect(tab.page.locator("#demo-accounts")).to_be_hidden()
+
+
+def test_the_console_s_selectors_are_the_contract_s() -> None:
+    script = (CONSOLE_DIR / "console.js").read_text()
+    for signature in ("purchasePackage(uint8)", "addCredits(uint256)"):
+        selector = "0x" + keccak(text=signature)[:4].hex()
+        assert f'"{selector}"; // {signature}' in script, signature

@@ -752,7 +752,7 @@
         auth: true,
         headers: { "Idempotency-Key": crypto.randomUUID() },
       });
-      result.textContent = `Asked: ${made.status}`;
+      result.textContent = "Asked: it shows below as it runs.";
       view.owned = [made, ...view.owned.filter((g) => g.id !== made.id)];
       renderOwnedGenerations();
     } catch (error) {
