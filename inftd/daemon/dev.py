@@ -104,6 +104,7 @@ DEMO_ACCOUNTS = (("buyer", BUYER), ("friend", FRIEND))  # the console signs in a
 DEV_SECRETS = "dev-secrets.json"  # in the data folder: what ``inftd dev`` made up, kept
 MADE_UP = ("webhook_secret", "operator_api_key", "auth_secret")  # made once, then reused
 DEV_STATE_SYNC_INTERVAL = 30.0  # seconds between state anchoring rounds under inftd dev
+DEV_TEMPLATE_DELAY = 0.03  # seconds between the template's words: streaming one can watch
 
 
 def _made_up_secrets(data_dir: Path) -> dict[str, str]:
@@ -134,6 +135,10 @@ def dev_settings(settings: Settings) -> Settings:
     update["relayer"] = settings.relayer.model_copy(
         update={"state_sync": True, "state_sync_interval": DEV_STATE_SYNC_INTERVAL}
     )
+    if not settings.providers.template_delay:  # the template's text streams visibly
+        update["providers"] = settings.providers.model_copy(
+            update={"template_delay": DEV_TEMPLATE_DELAY}
+        )
     return settings.model_copy(update=update)
 
 

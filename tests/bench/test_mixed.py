@@ -3,15 +3,12 @@ over the real daemon reads, writes, observes every commit and misses no own writ
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bench import api, mixed
 from inftd.daemon.devnet import Anvil
-from inftd.indexer.deployment import Deployment
 from inftd.store.db import sqlite_url
 
 
@@ -38,20 +35,6 @@ def test_staleness_is_from_the_commit_to_the_last_stale_read_begun_after_it() ->
     at_insert = mixed.staleness(reads, events, 0, lambda e: e.inserted)
     assert at_insert == pytest.approx([1.03, 0.0])
     assert mixed.staleness(reads, events, 1, lambda e: e.committed) == pytest.approx([0.05, 0.0])
-
-
-@pytest.fixture
-def bench_chain(chain: Anvil, deployment: Deployment) -> api.BenchChain:
-    return api.buy_agents(chain.url, deployment, 2)
-
-
-@pytest.fixture
-def daemon(chain: Anvil, bench_chain: api.BenchChain, tmp_path: Path) -> Iterator[api.Server]:
-    database = sqlite_url(tmp_path / "inftd.db")
-    asyncio.run(api.index(database, chain.url, bench_chain))
-    settings = api.server_settings(tmp_path, database, chain)
-    with api.server_process(api.inftd_server, settings, bench_chain.deployment) as server:
-        yield server
 
 
 def test_a_short_mixed_run_counts_reads_writes_and_commits(

@@ -7,8 +7,8 @@
 
 The routes that act as them exist only in an app built with demo accounts, which only
 ``inftd dev`` does (``serve(..., demo=...)``): a daemon on a real chain lists none and has
-no such route, whatever its settings. Purchases and top-ups go to the dev chain from Anvil's unlocked accounts; the
-indexer takes them in as it takes any.
+no such route, whatever its settings. Purchases and top-ups go to the dev chain from
+Anvil's unlocked accounts; the indexer takes them in as it takes any.
 """
 
 from __future__ import annotations

@@ -107,6 +107,16 @@ def _paths_meta() -> dict[str, Any]:
                 {"200": answer("The packages", ref("Packages"))},
             )
         },
+        "/v1/dev/accounts": {
+            "get": operation(
+                "devAccounts",
+                "meta",
+                "The demo accounts of inftd dev's chain (Anvil's public test keys), which the "
+                "console signs in as; empty on any other daemon, which has no route acting "
+                "as them",
+                {"200": answer("The demo accounts", ref("DevAccounts"))},
+            )
+        },
         "/metrics": {
             "get": operation(
                 "metrics",
@@ -606,6 +616,16 @@ def _schemas_common() -> dict[str, Schema]:
                     }
                 ),
                 "live": ref("LiveStatus"),
+            }
+        ),
+        "DevAccounts": obj(
+            {
+                "accounts": {
+                    "type": "array",
+                    "items": obj(
+                        {"name": STRING, "address": {"type": "string", "pattern": ADDRESS}}
+                    ),
+                }
             }
         ),
         "Packages": obj(

@@ -36,7 +36,8 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
     """Every provider the settings enable, by name; ``local`` first and always."""
     config = settings.providers
     timeout, image_timeout = config.timeout, config.image_timeout
-    providers: dict[str, Provider] = {"local": LocalProvider(timeout, image_timeout)}
+    local = LocalProvider(timeout, image_timeout, config.template_delay)
+    providers: dict[str, Provider] = {"local": local}
     if key := _secret(settings.openai_api_key):
         providers["openai"] = OpenAIProvider(
             key,
