@@ -3,8 +3,9 @@
 A preflight (``OPTIONS`` with ``Access-Control-Request-Method``) from an allowed origin is
 answered 204 here; one from another origin gets 403. Other requests from an allowed origin
 get ``Access-Control-Allow-Origin``; requests from other origins get no CORS header, so the
-browser keeps the answer from the page. Credentials are bearer tokens, never cookies, so
-``Access-Control-Allow-Credentials`` is never sent.
+browser keeps the answer from the page. With a list of origins every answer says
+``Vary: Origin``, those without CORS headers too. Credentials are bearer tokens, never
+cookies, so ``Access-Control-Allow-Credentials`` is never sent.
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ def _preflight(allowed: str) -> web.Response:
         "Access-Control-Allow-Headers": ALLOW_HEADERS,
         "Access-Control-Max-Age": str(MAX_AGE),
     }
-    if allowed != ANY:
-        headers["Vary"] = "Origin"
     return web.Response(status=204, headers=headers)
 
 
@@ -46,8 +45,20 @@ def _is_preflight(request: web.Request) -> bool:
 @web.middleware
 async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     origins = request.app[RUNTIME].settings.api.cors_origins
+    if not origins:
+        return await handler(request)
+    response = await _answer(request, handler, origins)
+    if ANY not in origins and not response.prepared:
+        # Every answer depends on the Origin: also those with no CORS header (no Origin,
+        # or another one), or a shared cache could keep one and serve it to an allowed
+        # origin (content answers are cacheable for a year).
+        response.headers.add("Vary", "Origin")
+    return response
+
+
+async def _answer(request: web.Request, handler: Handler, origins: list[str]) -> web.StreamResponse:
     origin = request.headers.get("Origin")
-    if not origins or origin is None:
+    if origin is None:
         return await handler(request)
     allowed = allow_origin(origins, origin)
     if _is_preflight(request):
@@ -58,6 +69,4 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if allowed is not None:
         response.headers["Access-Control-Allow-Origin"] = allowed
         response.headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
-        if allowed != ANY:
-            response.headers.add("Vary", "Origin")
     return response

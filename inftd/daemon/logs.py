@@ -26,20 +26,23 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-class RedactSecrets(logging.Filter):
-    """Masks secret values wherever they appear in a formatted record."""
+class RedactingFormatter(logging.Formatter):
+    """Another formatter's line with every secret masked: the whole rendered record, so a
+    secret in an exception's text or a traceback's frames is masked as well as one in the
+    message (as it is written, and as JSON escapes it)."""
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+    def __init__(self, inner: logging.Formatter, secrets: Iterable[str]) -> None:
         super().__init__()
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self.inner = inner
+        plain = {s for s in secrets if s}
+        escaped = {orjson.dumps(s).decode()[1:-1] for s in plain}
+        self._secrets = sorted(plain | escaped, key=len, reverse=True)
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self._secrets:
-            message = record.getMessage()
-            for secret in self._secrets:
-                message = message.replace(secret, MASK)
-            record.msg, record.args = message, None
-        return True
+    def format(self, record: logging.LogRecord) -> str:
+        line = self.inner.format(record)
+        for secret in self._secrets:
+            line = line.replace(secret, MASK)
+        return line
 
 
 class JsonFormatter(logging.Formatter):
@@ -60,12 +63,9 @@ class JsonFormatter(logging.Formatter):
 
 def setup_logging(level: str, fmt: str, secrets: Iterable[str]) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(RedactSecrets(secrets))
     handler.addFilter(RequestIdFilter())
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT, "%H:%M:%S"))
+    inner = JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT, "%H:%M:%S")
+    handler.setFormatter(RedactingFormatter(inner, secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -2,13 +2,20 @@
 
 The dispatcher tails the events table from its own cursor (in ``sync_cursor``, name
 ``push``), turns each event into one delivery per matching subscription, and sends due
-deliveries as signed POSTs::
+deliveries as POSTs signed the Standard Webhooks way (https://www.standardwebhooks.com),
+so receivers verify them with a ready library::
 
-    X-Inftd-Timestamp: <unix seconds>
-    X-Inftd-Signature: sha256=HEX(HMAC_SHA256(subscription secret, "<timestamp>." + body))
+    webhook-id: <delivery id, the same on every retry>
+    webhook-timestamp: <unix seconds>
+    webhook-signature: v1,BASE64(HMAC_SHA256(key, "<id>.<timestamp>." + body))
 
-A 2xx answer delivers; anything else is retried with exponential backoff and jitter, and a
-delivery that fails ``push.max_attempts`` times becomes a dead letter, listed by the API.
+The key is the base64 after ``whsec_`` of the subscription's secret (a secret made before
+those, without the prefix, is its own UTF-8 bytes). The older ``X-Inftd-Timestamp`` and
+``X-Inftd-Signature`` headers are still sent for one release (deprecated).
+
+A 2xx answer delivers; anything else, a redirect included (never followed), is retried with
+exponential backoff and jitter, and a delivery that fails ``push.max_attempts`` times becomes
+a dead letter, listed by the API.
 
 Several processes may run a dispatcher on one PostgreSQL database. Enqueueing holds the
 cursor row (``FOR UPDATE``), so one dispatcher at a time turns a range of events into
@@ -18,13 +25,16 @@ dispatcher; a dispatcher that dies holding a lease has its deliveries taken over
 lease (``push.lease``, longer than an attempt may take) expires. On SQLite, one process,
 the same statements run without the row locks.
 
-Only http(s) URLs to public addresses are accepted (checked at registration and again at
-each send, against DNS rebinding) unless ``push.allow_private_targets`` is set.
+Only http(s) URLs to public addresses are accepted unless ``push.allow_private_targets``
+is set: checked at registration, and at each send on the address connected to (the push
+session's resolver refuses names that answer a non-public address), so a name that rebinds
+between the check and the connection gets nowhere.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -35,13 +45,15 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -73,7 +85,34 @@ class PushTargetError(DaemonError):
     """A webhook URL this daemon will not call."""
 
 
+class RefusedAddress(OSError):
+    """A name that resolved to a non-public address (an OSError: aiohttp's connector wraps it
+    in ClientConnectorDNSError, as it does any failed lookup)."""
+
+
+SECRET_PREFIX = "whsec_"
+
+
+def new_secret() -> str:
+    """A Standard Webhooks secret: ``whsec_`` and 32 random bytes in base64."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def signing_key(secret: str) -> bytes:
+    if secret.startswith(SECRET_PREFIX):
+        return base64.b64decode(secret[len(SECRET_PREFIX) :] + "==")
+    return secret.encode()  # made before whsec_ secrets: the receiver passes these bytes
+
+
+def standard_signature(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
+    """``webhook-signature``: the id, the timestamp and the body, signed."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    mac = hmac.new(signing_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
 def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """The deprecated ``X-Inftd-Signature`` (it does not sign the delivery id)."""
     mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
     return f"sha256={mac.hexdigest()}"
 
@@ -94,19 +133,75 @@ def check_url(url: str) -> tuple[str, int]:
     return parts.hostname, port
 
 
-async def check_target(url: str, allow_private: bool) -> None:
-    """Refuse URLs that resolve to loopback, private, link-local or reserved addresses."""
-    host, port = check_url(url)
-    if allow_private:
-        return
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise PushTargetError(f"cannot resolve {host}: {exc.strerror}") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
+def non_public(host: str, addresses: Iterable[str]) -> str | None:
+    """Why ``host`` may not be called, if one of its addresses is not a public one."""
+    for raw in addresses:
+        try:
+            address = ipaddress.ip_address(raw)
+        except ValueError:
+            return f"{host} resolves to an address that is not an IP address ({raw!r})"
         if not address.is_global:
-            raise PushTargetError(f"{host} resolves to a non-public address ({address})")
+            return f"{host} resolves to a non-public address ({address})"
+    return None
+
+
+def is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class PublicResolver(AbstractResolver):
+    """Resolves through ``inner`` and refuses any name with a non-public address among its
+    answers. On the push session's connector, the addresses checked are the ones connected
+    to: no second lookup for a rebinding name to answer differently. (aiohttp resolves no
+    IP literal: those are checked against the URL, at each send.)"""
+
+    def __init__(self, inner: AbstractResolver) -> None:
+        self.inner = inner
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        answers = await self.inner.resolve(host, port, family)
+        refused = non_public(host, (answer["host"] for answer in answers))
+        if refused:
+            raise RefusedAddress(refused)
+        return answers
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def check_literal(url: str, allow_private: bool) -> tuple[str, int]:
+    """check_url, and the check of each send that the resolver cannot make: the URL's host
+    as an IP literal."""
+    host, port = check_url(url)
+    if not allow_private and is_ip_literal(host):
+        refused = non_public(host, [host])
+        if refused:
+            raise PushTargetError(refused)
+    return host, port
+
+
+async def check_target(
+    url: str, allow_private: bool, resolver: AbstractResolver | None = None
+) -> None:
+    """Refuse URLs that resolve to loopback, private, link-local or reserved addresses."""
+    host, port = check_literal(url, allow_private)
+    if allow_private or is_ip_literal(host):
+        return
+    public = PublicResolver(resolver or DefaultResolver())
+    try:
+        await public.resolve(host, port, socket.AF_UNSPEC)
+    except RefusedAddress as exc:
+        raise PushTargetError(str(exc)) from None
+    except OSError as exc:
+        raise PushTargetError(f"cannot resolve {host}: {exc.strerror or exc}") from None
+    finally:
+        await public.close()
 
 
 def backoff(settings: PushSettings, attempts: int) -> float:
@@ -120,14 +215,38 @@ def dispatcher_name() -> str:
 
 
 class PushDispatcher:
-    def __init__(self, engine: AsyncEngine, settings: PushSettings) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        settings: PushSettings,
+        resolver: Callable[[], AbstractResolver] = DefaultResolver,
+    ) -> None:
         self.engine = engine
         self.settings = settings
+        self.resolver = resolver  # made in session(), on the running loop
         self.name = dispatcher_name()  # in lease_owner of the deliveries it claims
 
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[aiohttp.ClientSession]:
+        """The session deliveries go out on: its resolver refuses non-public addresses
+        (unless ``push.allow_private_targets``), no proxy from the environment, no cookies
+        kept between receivers."""
+        resolver = self.resolver()
+        if not self.settings.allow_private_targets:
+            resolver = PublicResolver(resolver)
+        try:
+            async with aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(resolver=resolver),
+                timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+            ) as session:
+                yield session
+        finally:
+            await resolver.close()  # the connector closes only a resolver it made
+
     async def run(self, stop: asyncio.Event) -> None:
-        timeout = aiohttp.ClientTimeout(total=self.settings.timeout)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with self.session() as session:
             while not stop.is_set():
                 try:
                     busy = await self.pass_once(session)
@@ -199,25 +318,21 @@ class PushDispatcher:
     async def _deliver(self, session: aiohttp.ClientSession, row: Any) -> None:
         event = await self._event(row.event_seq)
         body = orjson.dumps(event.as_json())
-        stamp = str(int(time.time()))
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "inftd-push/1",
-            "X-Inftd-Timestamp": stamp,
-            "X-Inftd-Signature": signature(row.secret, stamp, body),
-            "X-Inftd-Event": event.type,
-            "X-Inftd-Delivery": str(row.id),
-        }
         status, error = None, None
         try:
+            check_literal(row.url, self.settings.allow_private_targets)
             # The whole attempt, DNS included, ends within the timeout: the lease outlasts it.
             async with asyncio.timeout(self.settings.timeout):
-                await check_target(row.url, self.settings.allow_private_targets)
-                async with session.post(row.url, data=body, headers=headers) as response:
+                async with session.post(
+                    row.url, data=body, headers=headers(row, event, body), allow_redirects=False
+                ) as response:
                     status = response.status
-                    error = None if 200 <= status < 300 else f"HTTP {status}"
+                    error = None if 200 <= status < 300 else _failure(response)
         except PushTargetError as exc:
             error = str(exc)
+        except aiohttp.ClientConnectorDNSError as exc:
+            refused = isinstance(exc.os_error, RefusedAddress)
+            error = str(exc.os_error) if refused else f"{type(exc).__name__}: {exc}"
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         await self._record(row, status, error)
@@ -251,6 +366,28 @@ class PushDispatcher:
             )
         if result.rowcount != 1:  # our lease ran out and another dispatcher took it over
             log.warning("push delivery %d: lease lost; its new holder records it", row.id)
+
+
+def headers(row: Any, event: Event, body: bytes) -> dict[str, str]:
+    delivery, stamp = str(row.id), str(int(time.time()))
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": "inftd-push/1",
+        "webhook-id": delivery,
+        "webhook-timestamp": stamp,
+        "webhook-signature": standard_signature(row.secret, delivery, stamp, body),
+        "X-Inftd-Event": event.type,
+        "X-Inftd-Delivery": delivery,
+        # Deprecated: the Standard Webhooks headers above replace these after one release.
+        "X-Inftd-Timestamp": stamp,
+        "X-Inftd-Signature": signature(row.secret, stamp, body),
+    }
+
+
+def _failure(response: aiohttp.ClientResponse) -> str:
+    if 300 <= response.status < 400:
+        return f"HTTP {response.status}: redirects are not followed"
+    return f"HTTP {response.status}"
 
 
 def _due(now: datetime) -> Any:

@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
+from inftd.daemon.api.generations import CACHE_CONTROL
 from inftd.daemon.config import Settings
 from inftd.daemon.cors import ALLOW_HEADERS, MAX_AGE
 from inftd.daemon.devnet import Anvil
+from inftd.daemon.generation.content import ContentStore, register
 from inftd.indexer.deployment import Deployment
-from tests.support.api import api_client
+from tests.support.api import api_client, runtime_of
 
 APP = "https://app.inftd.example"
 OTHER = "https://evil.example"
@@ -22,19 +24,19 @@ PREFLIGHT = {
     "Access-Control-Request-Headers": "authorization, content-type",
 }
 
-OpenClient = Callable[[list[str]], AbstractAsyncContextManager[TestClient]]
+OpenClient = Callable[..., AbstractAsyncContextManager[TestClient]]
 
 
 @pytest.fixture
 def open_client(
     chain: Anvil, deployment: Deployment, tmp_path: Path, database_url: str
 ) -> OpenClient:
-    def open_with(origins: list[str]) -> AbstractAsyncContextManager[TestClient]:
+    def open_with(origins: list[str], rate: float = 1) -> AbstractAsyncContextManager[TestClient]:
         settings = Settings.load(
             data_dir=tmp_path,
             database_url=database_url,
             chain={"rpc_urls": [chain.url]},
-            api={"cors_origins": origins, "rate_per_ip": 1},
+            api={"cors_origins": origins, "rate_per_ip": rate},
         )
         return api_client(settings, deployment)
 
@@ -96,6 +98,32 @@ async def test_errors_and_429s_are_readable_by_an_allowed_page(client: TestClien
     assert limited.status == 429
     assert limited.headers["Access-Control-Allow-Origin"] == APP
     assert "Retry-After" in limited.headers["Access-Control-Expose-Headers"]
+
+
+async def test_every_answer_varies_on_the_origin_with_a_list_of_origins(
+    open_client: OpenClient,
+) -> None:
+    """A shared cache must not keep an answer made for no Origin (or another) and hand it
+    to an allowed page: content answers are public and cacheable for a year."""
+    async with open_client([APP], rate=1000) as client:
+        await _every_answer_varies(client)
+
+
+async def _every_answer_varies(client: TestClient) -> None:
+    runtime = runtime_of(client)
+    stored = await ContentStore(runtime.settings.content_dir).put(b"cached", "text/plain")
+    async with runtime.engine.begin() as conn:
+        await register(conn, stored)
+    content = f"/v1/content/{stored.sha256}"
+    for headers in ({}, {"Origin": OTHER}, {"Origin": APP}):
+        for path in ("/health", content, "/v1/content/" + "0" * 64, "/v1/agents/1"):
+            response = await client.get(path, headers=headers)
+            assert response.status != 429
+            assert response.headers.getall("Vary") == ["Origin"], (path, headers)
+        cached = await client.get(content, headers=headers)
+        assert (cached.status, cached.headers["Cache-Control"]) == (200, CACHE_CONTROL)
+    refused = await client.options("/v1/status", headers={"Origin": OTHER, **PREFLIGHT})
+    assert (refused.status, refused.headers["Vary"]) == (403, "Origin")
 
 
 async def test_any_origin_when_configured(open_client: OpenClient) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from inftd.daemon.devnet import BUYER, rpc_call
+from inftd.daemon.devnet import BUYER, die_with_parent, rpc_call
 from inftd.indexer.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 
 BANNER_TIMEOUT = 90.0
@@ -34,6 +34,7 @@ class DevProcess:
             stderr=subprocess.STDOUT,
             text=True,
             env=env,
+            preexec_fn=die_with_parent,  # a killed test run leaves no daemon behind
         )  # fmt: skip
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -70,7 +71,12 @@ class DevProcess:
 
     def stop(self, sig: int = signal.SIGINT) -> int:
         self.process.send_signal(sig)
-        code = self.process.wait(timeout=30)
+        try:
+            code = self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            raise AssertionError(f"inftd dev did not stop within 30 s:\n{self.output}") from None
         self._reader.join(timeout=5)
         assert self.process.stdout is not None
         self.process.stdout.close()

@@ -8,19 +8,55 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from inftd.daemon.http import request_id_middleware
-from inftd.daemon.logs import REQUEST_ID, RedactSecrets, setup_logging
+from inftd.daemon.logs import REQUEST_ID, setup_logging
 
 SECRET = "sk-test-0123456789abcdef"
 
 
-def test_secrets_are_masked_in_messages_and_arguments(caplog: pytest.LogCaptureFixture) -> None:
-    logger = logging.getLogger("inftd.test.redact")
-    caplog.handler.addFilter(RedactSecrets([SECRET, ""]))
-    with caplog.at_level(logging.INFO):
+def test_secrets_are_masked_in_messages_and_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("INFO", "text", [SECRET, ""])
+    try:
+        logger = logging.getLogger("inftd.test.redact")
         logger.info("calling with key %s", SECRET)
         logger.info(f"inline {SECRET}")
-    assert SECRET not in caplog.text
-    assert caplog.text.count("***") == 2
+        err = capsys.readouterr().err
+    finally:
+        logging.getLogger().handlers.clear()
+    assert SECRET not in err
+    assert err.count("***") == 2
+
+
+def _fails_with_the_key(key: str) -> None:
+    raise RuntimeError(f"the provider refused key {key}")
+
+
+ODD = 'quo"ted\\secret'  # a secret JSON writes escaped: quo\"ted\\\\secret
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_secrets_are_masked_in_tracebacks_and_exception_text(
+    capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    """A secret in an exception's text, or in the source line a traceback shows, is
+    masked in the whole rendered record, not only in the message."""
+    setup_logging("INFO", fmt, [SECRET, ODD])
+    try:
+        try:
+            _fails_with_the_key(SECRET)
+        except RuntimeError:
+            logging.getLogger("inftd.test.redact").exception("a call failed")
+        try:
+            raise ValueError(ODD)
+        except ValueError:
+            logging.getLogger("inftd.test.redact").exception("another failed")
+        err = capsys.readouterr().err
+    finally:
+        logging.getLogger().handlers.clear()
+    assert "Traceback" in err
+    assert "RuntimeError" in err
+    for shown in (SECRET, ODD, orjson.dumps(ODD).decode()[1:-1]):
+        assert shown not in err, shown
+    assert err.count("***") >= 2
 
 
 def test_json_lines(capsys: pytest.CaptureFixture[str]) -> None:

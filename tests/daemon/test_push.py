@@ -1,32 +1,48 @@
-"""Push notifications: signed deliveries with retries against a local receiver, dead letters."""
+"""Push notifications: signed deliveries with retries against a local receiver, dead letters,
+and the targets refused: redirects, names that rebind to a private address, IP literals."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
+import orjson
 import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from inftd.agents.events import NewEvent, record_events
 from inftd.daemon.config import PushSettings, Settings
 from inftd.daemon.devnet import BUYER, FRIEND, Anvil
 from inftd.daemon.errors import ConfigError
-from inftd.daemon.push import SEND_BATCH, PushDispatcher, push_cursor, signature
+from inftd.daemon.openapi import openapi_document
+from inftd.daemon.push import (
+    SEND_BATCH,
+    PushDispatcher,
+    PushTargetError,
+    check_target,
+    push_cursor,
+    signature,
+)
+from inftd.daemon.server import MAX_BODY_BYTES
 from inftd.indexer.deployment import Deployment
 from inftd.store.db import create_async
 from inftd.store.models import Agent, PushDelivery, PushSubscription
 from tests.support.api import api_client, bearer, runtime_of, sign_in
 from tests.support.contracts import Contracts
+from tests.support.openapi import Spec
 from tests.support.schema import at_head
+
+SPEC = Spec(openapi_document(MAX_BODY_BYTES))
 
 
 class Receiver:
@@ -83,13 +99,18 @@ async def publish(client: TestClient, kind: str, private: bool = False) -> None:
 
 
 async def run_passes(dispatcher: PushDispatcher, until: Any, passes: int = 200) -> None:
-    async with aiohttp.ClientSession() as session:
+    async with dispatcher.session() as session:
         for _ in range(passes):
             await dispatcher.pass_once(session)
             if until():
                 return
             await asyncio.sleep(0.02)
     raise AssertionError("the dispatcher did not get there")
+
+
+async def one_pass(dispatcher: PushDispatcher) -> None:
+    async with dispatcher.session() as session:
+        await dispatcher.pass_once(session)
 
 
 async def test_a_failing_receiver_gets_the_event_after_retries(client: TestClient) -> None:
@@ -101,7 +122,21 @@ async def test_a_failing_receiver_gets_the_event_after_retries(client: TestClien
         runtime = runtime_of(client)
         dispatcher = PushDispatcher(runtime.engine, runtime.settings.push)
         await run_passes(dispatcher, lambda: len(receiver.calls) == 3)
+    assert created["secret"].startswith("whsec_")
     headers, body = receiver.calls[-1]
+    # The Standard Webhooks verifier, as a receiver runs it, takes the signature and the id
+    assert Webhook(created["secret"]).verify(body, headers)["event"] == "credits.changed"
+    forged = dict(headers) | {"webhook-id": str(int(headers["webhook-id"]) + 1)}
+    with pytest.raises(WebhookVerificationError, match="No matching signature"):
+        Webhook(created["secret"]).verify(body, forged)
+    pushed = SPEC.doc["webhooks"]["agentEvent"]["post"]  # the document says what arrives
+    SPEC.validate(
+        orjson.loads(body), pushed["requestBody"]["content"]["application/json"]["schema"]
+    )
+    assert {p["name"] for p in pushed["parameters"]} <= set(headers)
+    ids = {call[0]["webhook-id"] for call in receiver.calls}
+    assert ids == {headers["X-Inftd-Delivery"]}  # one delivery: one id on every retry
+    # The deprecated headers still verify, for one release
     expected = signature(created["secret"], headers["X-Inftd-Timestamp"], body)
     assert headers["X-Inftd-Signature"] == expected
     assert headers["X-Inftd-Event"] == "credits.changed"
@@ -138,6 +173,161 @@ def _kinds(receiver: Receiver) -> list[str]:
     return [headers["X-Inftd-Event"] for headers, _ in receiver.calls]
 
 
+async def test_a_secret_from_before_whsec_verifies_as_its_bytes(client: TestClient) -> None:
+    legacy = "QmFkUGFkZGluZy1fXw"  # as secrets.token_urlsafe made them
+    async with Receiver(failures=0) as receiver:
+        token = await sign_in(client, BUYER)
+        created = await subscribe(client, receiver.url, token)
+        runtime = runtime_of(client)
+        async with runtime.engine.begin() as conn:
+            await conn.execute(
+                update(PushSubscription)
+                .where(PushSubscription.id == created["id"])
+                .values(secret=legacy)
+            )
+        await publish(client, "credits.changed")
+        dispatcher = PushDispatcher(runtime.engine, runtime.settings.push)
+        await run_passes(dispatcher, lambda: len(receiver.calls) == 1)
+    headers, body = receiver.calls[0]
+    assert Webhook(legacy.encode()).verify(body, headers)["event"] == "credits.changed"
+
+
+class Redirecting:
+    """A receiver on loopback that answers 302 to an address of its own: the internal
+    service a redirect would reach."""
+
+    def __init__(self) -> None:
+        self.hook_calls = 0
+        self.internal_calls = 0
+        self.server = TestServer(web.Application())
+        self.server.app.router.add_post("/hook", self.hook)
+        self.server.app.router.add_route("*", "/internal", self.internal)
+
+    async def hook(self, request: web.Request) -> web.Response:
+        self.hook_calls += 1
+        raise web.HTTPFound(str(self.server.make_url("/internal")))
+
+    async def internal(self, request: web.Request) -> web.Response:
+        self.internal_calls += 1
+        return web.Response(text="metadata")
+
+
+async def test_a_redirect_is_a_failed_delivery_never_followed(client: TestClient) -> None:
+    token = await sign_in(client, BUYER)
+    receiver = Redirecting()
+    await receiver.server.start_server()
+    try:
+        await subscribe(client, str(receiver.server.make_url("/hook")), token)
+        await publish(client, "credits.changed")
+        runtime = runtime_of(client)
+        dispatcher = PushDispatcher(runtime.engine, runtime.settings.push)
+        await run_passes(dispatcher, lambda: receiver.hook_calls == 4)  # max_attempts
+    finally:
+        await receiver.server.close()
+    assert receiver.internal_calls == 0
+    letters = await (
+        await client.get("/v1/agents/1/webhooks/dead-letters", headers=bearer(token))
+    ).json()
+    (letter,) = letters["deadLetters"]
+    assert (letter["attempts"], letter["lastStatus"]) == (4, 302)
+    assert letter["lastError"] == "HTTP 302: redirects are not followed"
+
+
+PUBLIC = "93.184.215.14"  # a global address; nothing here connects to it
+
+
+class Rebinding(AbstractResolver):
+    """A name's DNS as a rebinding attacker runs it: a public address on the first lookup,
+    loopback on every one after."""
+
+    def __init__(self) -> None:
+        self.lookups = 0
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.lookups += 1
+        address = PUBLIC if self.lookups == 1 else "127.0.0.1"
+        answer: ResolveResult = {
+            "hostname": host,
+            "host": address,
+            "port": port,
+            "family": socket.AF_INET,
+            "proto": 0,
+            "flags": socket.AI_NUMERICHOST,
+        }
+        return [answer]
+
+    async def close(self) -> None:
+        pass
+
+
+class Unresolvable(AbstractResolver):
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    async def close(self) -> None:
+        pass
+
+
+async def _attempts(client: TestClient) -> list[Any]:
+    async with runtime_of(client).engine.connect() as conn:
+        return list(await conn.execute(select(PushDelivery)))
+
+
+async def test_a_name_that_rebinds_to_loopback_is_refused_where_it_connects(
+    client: TestClient,
+) -> None:
+    token = await sign_in(client, BUYER)
+    runtime = runtime_of(client)
+    strict = runtime.settings.push.model_copy(update={"allow_private_targets": False})
+    dns = Rebinding()
+    async with Receiver(failures=0) as receiver:
+        url = f"http://rebind.example:{receiver.server.port}/hook"
+        await check_target(url, False, dns)  # the registration's lookup: a public address
+        await subscribe(client, url, token)
+        await publish(client, "credits.changed")
+        dispatcher = PushDispatcher(runtime.engine, strict, resolver=lambda: dns)
+        await one_pass(dispatcher)
+        (row,) = await _attempts(client)
+        assert (row.attempts, row.status) == (1, "pending")
+        assert row.last_error == "rebind.example resolves to a non-public address (127.0.0.1)"
+        assert receiver.calls == []
+
+        # The same name and the same answers with private targets allowed: the loopback
+        # receiver gets it, so what was refused above was the address connected to.
+        allowing = PushDispatcher(runtime.engine, runtime.settings.push, resolver=lambda: dns)
+        await run_passes(allowing, lambda: len(receiver.calls) == 1)
+    assert dns.lookups >= 3
+
+
+async def test_a_private_ip_literal_is_refused_at_each_send(client: TestClient) -> None:
+    """Registered while private targets were allowed; refused once they are not. aiohttp
+    does not resolve an IP literal, so the resolver cannot see it: the send checks the URL."""
+    token = await sign_in(client, BUYER)
+    runtime = runtime_of(client)
+    strict = runtime.settings.push.model_copy(update={"allow_private_targets": False})
+    async with Receiver(failures=0) as receiver:
+        await subscribe(client, receiver.url, token)
+        await publish(client, "credits.changed")
+        dispatcher = PushDispatcher(runtime.engine, strict)
+        await one_pass(dispatcher)
+        assert receiver.calls == []
+    (row,) = await _attempts(client)
+    assert row.last_error == "127.0.0.1 resolves to a non-public address (127.0.0.1)"
+    assert row.last_status is None
+
+
+async def test_registration_refuses_names_that_answer_a_private_address() -> None:
+    with pytest.raises(PushTargetError, match=r"localhost resolves to a non-public address"):
+        await check_target("http://localhost:9/x", False)
+    with pytest.raises(PushTargetError, match=r"cannot resolve nowhere\.example: Name or service"):
+        await check_target("http://nowhere.example/x", False, Unresolvable())
+    await check_target("http://localhost:9/x", True)  # allowed: no lookup at all
+
+
 async def test_a_receiver_that_keeps_failing_leaves_a_dead_letter(client: TestClient) -> None:
     token = await sign_in(client, BUYER)
     async with Receiver(failures=1000) as receiver:
@@ -147,8 +337,7 @@ async def test_a_receiver_that_keeps_failing_leaves_a_dead_letter(client: TestCl
         dispatcher = PushDispatcher(runtime.engine, runtime.settings.push)
         await run_passes(dispatcher, lambda: len(receiver.calls) == 4)
         await asyncio.sleep(0.2)
-        async with aiohttp.ClientSession() as session:
-            await dispatcher.pass_once(session)
+        await one_pass(dispatcher)
         assert len(receiver.calls) == 4  # no fifth try
     letters = await (
         await client.get("/v1/agents/1/webhooks/dead-letters", headers=bearer(token))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from typing import Any
 
@@ -13,7 +12,7 @@ from inftd.agents.views import iso
 from inftd.daemon.access import require_owner
 from inftd.daemon.api.agents import token_id_of
 from inftd.daemon.http import RUNTIME, ApiError, json_response, read_json
-from inftd.daemon.push import OPERATOR, PushTargetError, check_target, push_cursor
+from inftd.daemon.push import OPERATOR, PushTargetError, check_target, new_secret, push_cursor
 from inftd.store.models import EventRecord, PushDelivery, PushSubscription
 
 MAX_SUBSCRIPTIONS = 10  # per agent
@@ -65,7 +64,7 @@ async def create_subscription(request: web.Request) -> web.Response:
         "id": str(uuid.uuid4()),
         "token_id": token_id,
         "url": body["url"],
-        "secret": secrets.token_urlsafe(32),
+        "secret": new_secret(),
         "event_types": _event_types(body),
         "created_by": principal.address or OPERATOR,
     }
@@ -78,7 +77,7 @@ async def create_subscription(request: web.Request) -> web.Response:
         created = (
             await conn.execute(select(PushSubscription).where(PushSubscription.id == row["id"]))
         ).one()
-    # The secret is shown this once: the owner verifies signatures with it.
+    # The secret is shown this once: the owner verifies signatures with it (Standard Webhooks).
     return json_response(_subscription_json(created) | {"secret": row["secret"]}, 201)
 
 

@@ -3,7 +3,8 @@
 A piece of content is a file named by the sha256 of its bytes, fanned out by the first
 two hex digits (``<content dir>/ab/cdef...``), so a directory never holds more than a few
 thousand files. A file is written to a temporary name in its directory, flushed to disk
-and renamed into place, so a reader (or a crash) never sees half of one; the same bytes
+and renamed into place, so a reader (or a crash) never sees half of one, and the directory
+is synced after the rename, so the name survives a power loss too; the same bytes
 twice are one file. Files are never changed or deleted here: a hash names its bytes for
 good, which is what lets the route mark them immutable.
 
@@ -76,6 +77,7 @@ class ContentStore:
     def _write(self, path: Path, data: bytes) -> None:
         if path.exists():
             return  # the same hash is the same bytes
+        made = not path.parent.exists()
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
@@ -87,6 +89,11 @@ class ContentStore:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+        # The name is the directory's: until the directory is on disk too, a power loss
+        # can lose a file that a committed row already points at.
+        fsync_directory(path.parent)
+        if made:
+            fsync_directory(path.parent.parent)
 
     async def read(self, sha256: str) -> bytes | None:
         path = self.path_of(sha256)
@@ -94,6 +101,14 @@ class ContentStore:
             return await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
             return None
+
+
+def fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 async def register(conn: AsyncConnection, stored: Stored) -> None:

@@ -84,6 +84,7 @@ def openapi_document(max_body_bytes: int) -> dict[str, Any]:
             for tag, text in _join("tag", (s.tags for s in sections)).items()
         ],
         "paths": _join("path", (s.paths for s in sections)),
+        "webhooks": base.push_webhooks(),
         "components": {
             "schemas": _join("schema", (s.schemas for s in sections)),
             "parameters": _join("parameter", (s.parameters for s in sections)),

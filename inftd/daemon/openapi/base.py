@@ -911,7 +911,17 @@ def _schemas_owner_webhooks() -> dict[str, Schema]:
             },
         },
         "Webhook": obj(webhook),
-        "WebhookCreated": obj({**webhook, "secret": STRING}),
+        "WebhookCreated": obj(
+            {
+                **webhook,
+                "secret": {
+                    "type": "string",
+                    "pattern": "^whsec_[A-Za-z0-9+/]+={0,2}$",
+                    "description": "Shown this once: the Standard Webhooks secret that signs "
+                    "the pushes (`whsec_` and the key in base64)",
+                },
+            }
+        ),
         "WebhookList": obj({"webhooks": {"type": "array", "items": ref("Webhook")}}),
         "DeadLetters": obj({"deadLetters": {"type": "array", "items": ref("DeadLetter")}}),
         "DeadLetter": obj(
@@ -937,17 +947,18 @@ def _schemas_websockets() -> dict[str, Schema]:
 
     token = nullable(COUNT)
     return {
+        "AgentEvent": message(
+            "event",
+            seq=COUNT,
+            event=STRING,
+            tokenId=token,
+            data={"type": "object"},
+            at=nullable(TIME),
+        ),
         "WsServerMessage": {
             "oneOf": [
                 message("snapshot", tokenId=COUNT, seq=COUNT, agent=ref("Agent")),
-                message(
-                    "event",
-                    seq=COUNT,
-                    event=STRING,
-                    tokenId=token,
-                    data={"type": "object"},
-                    at=nullable(TIME),
-                ),
+                ref("AgentEvent"),
                 message("error", code=STRING, message=STRING),
                 message("pong", seq=COUNT),
                 message("unsubscribed", tokenId=token),
@@ -964,6 +975,44 @@ def _schemas_websockets() -> dict[str, Schema]:
                 ref("WsGenerateCommand"),  # ask for a generation (generations section)
             ]
         },
+    }
+
+
+def push_webhooks() -> dict[str, Any]:
+    """The document's ``webhooks``: what inftd POSTs to an owner's webhook URL."""
+
+    def header(name: str, description: str) -> dict[str, Any]:
+        return {"name": name, "in": "header", "required": True, "schema": STRING,
+                "description": description}  # fmt: skip
+
+    return {
+        "agentEvent": {
+            "post": {
+                "summary": "One event of the agent, pushed to a webhook it subscribed",
+                "description": "Signed the Standard Webhooks way: verify with any of its "
+                "libraries and the subscription's secret. A redirect is never followed. "
+                "Deprecated, sent for one more release: `X-Inftd-Timestamp` and "
+                "`X-Inftd-Signature` (sha256=HEX(HMAC_SHA256(secret, timestamp.body))).",
+                "parameters": [
+                    header("webhook-id", "The delivery: the same on every retry"),
+                    header("webhook-timestamp", "Unix seconds of this attempt"),
+                    header("webhook-signature", "v1,BASE64(HMAC_SHA256(key, id.timestamp.body))"),
+                    header("X-Inftd-Event", "The event type, as in the body's `event`"),
+                    header("X-Inftd-Delivery", "The delivery id, as in `webhook-id`"),
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": ref("AgentEvent")}},
+                },
+                "responses": {
+                    "2XX": {"description": "Delivered"},
+                    "default": {
+                        "description": "Anything else, a redirect included: retried with "
+                        "backoff, then a dead letter"
+                    },
+                },
+            }
+        }
     }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,36 @@ async def test_a_write_that_fails_leaves_nothing_behind(
     sha = hashlib.sha256(data).hexdigest()
     assert await store.read(sha) is None
     assert list(store.path_of(sha).parent.iterdir()) == []  # the temporary is gone too
+
+
+async def test_the_names_are_synced_to_disk_after_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rename lives in its directory: the file's folder is synced after it (and the
+    content root after a new folder), or a power loss can lose a file a row points at."""
+    store = ContentStore(tmp_path)
+    steps: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        kind = "directory" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
+        steps.append(("fsync", kind if kind == "file" else os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(source: str, target: Path) -> None:
+        steps.append(("replace", str(target)))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    stored = await store.put(b"kept through a power loss", TEXT_TYPE)
+    path = store.path_of(stored.sha256)
+    assert steps == [
+        ("fsync", "file"),
+        ("replace", str(path)),
+        ("fsync", str(path.parent)),
+        ("fsync", str(tmp_path)),  # the folder was new: its name too
+    ]
 
 
 async def test_unknown_and_malformed_addresses(tmp_path: Path) -> None:
