@@ -7,7 +7,7 @@ One run, one chain, every figure measured in it (see bench/README.md for what ea
 
 1. a fresh Anvil, the contracts, a few agents bought on chain; a migrated SQLite file (and
    a fresh PostgreSQL database when one answers), indexed with ``Indexer.sync_once``;
-2. the daemon as ``inftd run`` runs it (``inftd.daemon.server.serve``: API, indexer, hub,
+2. the daemon as ``inftd run`` runs it (``inftd.daemon.cli.run.serve``: API, indexer, hub,
    push) in its own process, and load-generator processes (aiohttp clients) holding exactly
    N keep-alive connections, each making a fixed number of ``GET /v1/agents/{id}`` or
    ``GET /v1/status`` requests back to back;
@@ -57,7 +57,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from inftd.daemon.devnet import BUYER, FRIEND, PROJECT_ROOT, Anvil
+from inftd.daemon.cli.devnet import BUYER, FRIEND, PROJECT_ROOT, Anvil
 
 # The load generators and subscribers are spawned processes that import this module: what
 # only the parent or the daemon's process needs (web3, SQLAlchemy, the daemon with its AI
@@ -240,7 +240,7 @@ def inftd_server(messages: Queue[Any], settings: Settings, deployment: Deploymen
 
 
 async def _serve_inftd(messages: Queue[Any], settings: Settings, deployment: Deployment) -> None:
-    from inftd.daemon.server import serve
+    from inftd.daemon.cli.run import serve
 
     stop = stop_on_sigterm()
     await serve(settings, deployment, stop, lambda url: messages.put(("ready", url)))

@@ -59,9 +59,8 @@ from sqlalchemy.orm import Session
 from web3 import Web3
 from web3.contract.contract import ContractEvent
 
-from inftd.daemon.config import DEFAULT_PACKAGES, Settings
-from inftd.daemon.deploy import account_from_key, deploy_contracts
-from inftd.daemon.devnet import (
+from inftd.daemon.cli.deploy import account_from_key, deploy_contracts
+from inftd.daemon.cli.devnet import (
     BUYER,
     DEPLOYER,
     FRIEND,
@@ -71,7 +70,8 @@ from inftd.daemon.devnet import (
     foundry_binary,
     rpc_call,
 )
-from inftd.daemon.server import serve
+from inftd.daemon.cli.run import serve
+from inftd.daemon.config import DEFAULT_PACKAGES, Settings
 from inftd.indexer.abi import load_artifact
 from inftd.indexer.decode import Decoder
 from inftd.indexer.deployment import Deployment

@@ -52,19 +52,19 @@ from bench import replay
 from bench.backfill import cpu_model, postgres_database, postgres_version
 from inftd.agents.credits import grant
 from inftd.agents.writer import AgentWriter
+from inftd.daemon.cli.devnet import PROJECT_ROOT
 from inftd.daemon.config import Settings
-from inftd.daemon.devnet import PROJECT_ROOT
-from inftd.daemon.embedders import build_embedder
 from inftd.daemon.generation.content import ContentStore
 from inftd.daemon.generation.context import WorkerContext
 from inftd.daemon.generation.dispatcher import Dispatcher
 from inftd.daemon.generation.queue import claim, create
-from inftd.daemon.generation.recorder import DbRecorder
 from inftd.daemon.generation.requests import parse_request
-from inftd.daemon.generation.router import Router
+from inftd.daemon.generation.routing.recorder import DbRecorder
+from inftd.daemon.generation.routing.router import Router
 from inftd.daemon.generation.scheduler import priorities_of, runner_for, worker_name
 from inftd.daemon.generation.worker import Control, run_claimed
 from inftd.daemon.providers.base import TextRequest, TextResult
+from inftd.daemon.providers.embedders import build_embedder
 from inftd.daemon.providers.local import LocalProvider
 from inftd.store import migrate
 from inftd.store.db import create_async, sqlite_url

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from inftd.daemon.devnet import PROJECT_ROOT
+from inftd.daemon.cli.devnet import PROJECT_ROOT
 from inftd.daemon.providers import embedded
 from inftd.daemon.providers.base import TextRequest, TextResult
 

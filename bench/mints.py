@@ -43,8 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from web3 import Web3
 from web3.types import TxParams, Wei
 
-from inftd.daemon.config import DEFAULT_PACKAGES, RelayerSettings
-from inftd.daemon.devnet import (
+from inftd.daemon.cli.devnet import (
     BUYER,
     MINTER,
     PROJECT_ROOT,
@@ -52,6 +51,7 @@ from inftd.daemon.devnet import (
     foundry_binary,
     rpc_call,
 )
+from inftd.daemon.config import DEFAULT_PACKAGES, RelayerSettings
 from inftd.daemon.generation.mints import add_mint
 from inftd.daemon.relayer.chain import MintChain
 from inftd.daemon.relayer.context import Context

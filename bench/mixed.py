@@ -173,8 +173,8 @@ class Writer:
 
     async def buy(self, session: aiohttp.ClientSession) -> None:
         from bench.backfill import PURCHASE_SELECTOR, transact
+        from inftd.daemon.cli.devnet import BUYER
         from inftd.daemon.config import DEFAULT_PACKAGES
-        from inftd.daemon.devnet import BUYER
 
         data = PURCHASE_SELECTOR + bytes(32)  # package type 0, ABI-encoded
         tx = {

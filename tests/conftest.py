@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from inftd.daemon.devnet import Anvil, rpc_call
+from inftd.daemon.cli.devnet import Anvil, rpc_call
 from inftd.indexer.deployment import Deployment
 from inftd.store.db import sqlite_url
 from tests.support.contracts import deploy_dev

@@ -52,7 +52,7 @@ class DaemonProcess:
         return self.process is not None and self.process.poll() is None
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "inftd.daemon.cli", "run", "--api-port", "0", *self.args]
+        return [sys.executable, "-m", "inftd.daemon.cli.main", "run", "--api-port", "0", *self.args]
 
     def start(self) -> str:
         """Start it and wait for its API line; the API's URL."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from bench.chaos.daemons import SUPERVISOR_ATTEMPTS, DaemonError
 from bench.chaos.gate import MiningGate, holes, node_quiet
 from bench.chaos.world import World
-from inftd.daemon.devnet import rpc_call
+from inftd.daemon.cli.devnet import rpc_call
 from tests.support.fakes.generation import Fault, script_of
 
 RPC_KINDS = ("429", "500", "502", "stall", "truncate", "garbage", "reset")

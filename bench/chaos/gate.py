@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
-from inftd.daemon.devnet import rpc_call
+from inftd.daemon.cli.devnet import rpc_call
 
 POLL = 0.01  # seconds between looks at the gate
 QUIET_POLL = 0.05  # seconds between looks at the node's pool and head

@@ -23,9 +23,9 @@ from bench.chaos.gate import holes
 from bench.chaos.invariants import Findings, Snapshot, check, snapshot
 from bench.chaos.workload import Tally, Workload
 from bench.chaos.world import World, open_world
-from inftd.daemon.backfill import backfill
+from inftd.daemon.cli.backfill import backfill
+from inftd.daemon.cli.devnet import rpc_call
 from inftd.daemon.config import Settings
-from inftd.daemon.devnet import rpc_call
 from inftd.store import migrate
 from inftd.store.db import create_async, sqlite_url
 from inftd.store.models import Generation, Mint

@@ -21,7 +21,7 @@ from web3.exceptions import Web3Exception
 
 from bench.chaos.chain import Chain, TxLost, TxRefused
 from bench.chaos.world import World
-from inftd.daemon.devnet import DevAccount
+from inftd.daemon.cli.devnet import DevAccount
 from tests.support.api import sign
 
 PROMPTS = (

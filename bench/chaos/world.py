@@ -20,7 +20,7 @@ from eth_account import Account
 
 from bench.chaos.daemons import DaemonProcess, DaemonSet
 from bench.chaos.gate import MiningGate
-from inftd.daemon.devnet import MINTER, Anvil, DevAccount
+from inftd.daemon.cli.devnet import MINTER, Anvil, DevAccount
 from inftd.indexer.deployment import Deployment
 from inftd.store import migrate
 from inftd.store.db import sqlite_url

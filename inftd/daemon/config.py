@@ -240,7 +240,7 @@ DEFAULT_TIERS = {
 
 class RoutingSettings(_Section):
     """How the router picks providers, cools failing ones down and caches answers, and the
-    strategies' budgets (see inftd/daemon/generation/router.py and strategies.py)."""
+    strategies' budgets (see inftd/daemon/generation/routing/router.py and strategies.py)."""
 
     # Score terms (lower wins): price relative to the dearest candidate, latency relative
     # to the slowest, recent error rate, calls in flight; learned hints pull a candidate up.
@@ -368,7 +368,7 @@ def parse_roles(value: Any) -> list[str]:
 
 class DaemonSettings(_Section):
     """Which parts of the daemon this process runs, and how processes see each other
-    (see inftd/daemon/roles.py and README, "Running in production")."""
+    (see inftd/daemon/process/roles.py and README, "Running in production")."""
 
     roles: CsvList = list(ROLES)  # all; ``inftd run --role`` wins over this
     # Seconds between a standby's tries of the indexer's or a relayer key's lock; also how

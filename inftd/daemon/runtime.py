@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -15,12 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from inftd.agents.embeddings import Embedder
 from inftd.agents.live import LiveAgents
 from inftd.agents.writer import AgentWriter
-from inftd.daemon.auth import TokenSigner
+from inftd.daemon.auth.tokens import TokenSigner
 from inftd.daemon.config import Settings
-from inftd.daemon.embedders import build_embedder, close_embedder
 from inftd.daemon.errors import DaemonError
-from inftd.daemon.heartbeat import process_id
-from inftd.daemon.hub import Hub
+from inftd.daemon.events.hub import Hub
+from inftd.daemon.providers.embedders import build_embedder, close_embedder
 from inftd.indexer.deployment import Deployment
 from inftd.indexer.follower import Indexer, IndexerConfig
 from inftd.indexer.rpc import ChainRpc
@@ -30,6 +32,11 @@ from inftd.store.db import create_async
 from inftd.store.migrate import require_head
 
 log = logging.getLogger(__name__)
+
+
+def process_id() -> str:
+    """host:pid:random, unique even when a pid is reused."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 @dataclass

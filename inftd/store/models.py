@@ -531,7 +531,7 @@ class MintAttempt(Base):
 
 class DaemonProcess(Base):
     """One running ``inftd run`` process: its roles and what they are doing, written every
-    ``daemon.heartbeat_interval``; removed on a clean stop (inftd/daemon/heartbeat.py)."""
+    ``daemon.heartbeat_interval``; removed on a clean stop (inftd/daemon/process/heartbeat.py)."""
 
     __tablename__ = "daemon_processes"
 

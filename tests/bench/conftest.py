@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench import api
-from inftd.daemon.devnet import Anvil
+from inftd.daemon.cli.devnet import Anvil
 from inftd.indexer.deployment import Deployment
 from inftd.store.db import sqlite_url
 

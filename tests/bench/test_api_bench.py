@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from bench import api
-from inftd.daemon.devnet import Anvil
+from inftd.daemon.cli.devnet import Anvil
 
 CONNECTIONS = 5
 REQUESTS = 3  # per connection

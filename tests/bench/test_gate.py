@@ -11,7 +11,7 @@ import time
 from bench.chaos.faults import Strikes, reorg_once
 from bench.chaos.gate import MiningGate, holes
 from bench.chaos.world import NODE_STATES
-from inftd.daemon.devnet import Anvil, rpc_call
+from inftd.daemon.cli.devnet import Anvil, rpc_call
 
 SECONDS = 6.0  # of senders and reorgs; without the gate, Anvil lost blocks within seconds
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import api, mixed
-from inftd.daemon.devnet import Anvil
+from inftd.daemon.cli.devnet import Anvil
 from inftd.store.db import sqlite_url
 
 

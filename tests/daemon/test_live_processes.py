@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inftd.daemon.devnet import Anvil
+from inftd.daemon.cli.devnet import Anvil
 from inftd.indexer.deployment import Deployment
 from tests.support.contracts import Contracts
 from tests.support.processes import InftdProcess, running, until

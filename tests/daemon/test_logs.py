@@ -7,8 +7,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from inftd.daemon.http import request_id_middleware
 from inftd.daemon.logs import REQUEST_ID, setup_logging
+from inftd.daemon.server.http import request_id_middleware
 
 SECRET = "sk-test-0123456789abcdef"
 

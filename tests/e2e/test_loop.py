@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import select
 
 from bench.chaos.daemons import DaemonProcess
-from inftd.daemon.devnet import BUYER, MINTER, Anvil, DevAccount, rpc_call
+from inftd.daemon.cli.devnet import BUYER, MINTER, Anvil, DevAccount, rpc_call
 from inftd.daemon.generation.mints import request_key
 from inftd.indexer.deployment import Deployment
 from inftd.indexer.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature

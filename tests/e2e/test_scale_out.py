@@ -29,8 +29,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inftd.agents.ledger import ledger_balances
+from inftd.daemon.cli.devnet import BUYER, FRIEND, MINTER, Anvil, DevAccount
 from inftd.daemon.config import DEFAULT_PACKAGES
-from inftd.daemon.devnet import BUYER, FRIEND, MINTER, Anvil, DevAccount
 from inftd.daemon.generation.mints import request_key
 from inftd.indexer.deployment import Deployment
 from tests.support.api import bearer, sign
@@ -275,7 +275,7 @@ async def ledger_agrees(engine: AsyncEngine, token: int, spent: int) -> None:
 async def inftd_status(cluster: Cluster) -> tuple[int, dict[str, Any]]:
     """``inftd status --json``, run as an operator would, with the shared settings."""
     process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "inftd.daemon.cli", "status", "--json"),
+        *(sys.executable, "-m", "inftd.daemon.cli.main", "status", "--json"),
         env={**clean_env(), **cluster.indexer.env, "INFTD_DATA_DIR": str(cluster.indexer.data_dir)},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inftd.daemon.devnet import Anvil
+from inftd.daemon.cli.devnet import Anvil
 from inftd.indexer import bulk, events
 from inftd.indexer.deployment import Deployment
 from inftd.indexer.follower import Indexer, IndexerConfig

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from inftd.agents import events as agent_events
-from inftd.daemon.devnet import BUYER, FRIEND, MINTER, Anvil
+from inftd.daemon.cli.devnet import BUYER, FRIEND, MINTER, Anvil
 from inftd.indexer import follower, projections
 from inftd.indexer.decode import Decoder
 from inftd.indexer.deployment import Deployment

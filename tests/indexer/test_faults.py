@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inftd.daemon.devnet import FRIEND, MINTER, Anvil
+from inftd.daemon.cli.devnet import FRIEND, MINTER, Anvil
 from inftd.indexer.deployment import Deployment
 from inftd.indexer.follower import Indexer, IndexerConfig
 from inftd.indexer.rpc import ChainRpc, RpcError

@@ -9,7 +9,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inftd.agents.views import agent_state
-from inftd.daemon.devnet import BUYER, FRIEND, MINTER
+from inftd.daemon.cli.devnet import BUYER, FRIEND, MINTER
 from inftd.indexer.follower import ReorgTooDeep
 from inftd.indexer.status import indexer_report
 from inftd.store.models import ChainEvent, CreditEntry, EventRecord, Generation, Mint

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from inftd.daemon.devnet import Anvil, free_port, rpc_call
+from inftd.daemon.cli.devnet import Anvil, free_port, rpc_call
 from inftd.indexer.heads import watch_new_heads
 
 

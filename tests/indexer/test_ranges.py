@@ -10,7 +10,7 @@ import pytest
 from web3 import Web3
 from web3.types import TxParams, Wei
 
-from inftd.daemon.devnet import BUYER, Anvil, rpc_call
+from inftd.daemon.cli.devnet import BUYER, Anvil, rpc_call
 from inftd.indexer.abi import load_artifact
 from inftd.indexer.deployment import Deployment
 from inftd.indexer.ranges import AdaptiveRange, fetch_logs_in_order

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inftd.daemon.devnet import BUYER, FRIEND, Anvil
+from inftd.daemon.cli.devnet import BUYER, FRIEND, Anvil
 from inftd.indexer.deployment import Deployment
 from inftd.indexer.follower import Indexer, IndexerConfig, ReorgTooDeep
 from inftd.indexer.rpc import ChainRpc

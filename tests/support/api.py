@@ -11,12 +11,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
+from inftd.daemon.cli.devnet import DevAccount
 from inftd.daemon.config import Settings
-from inftd.daemon.devnet import DevAccount
-from inftd.daemon.http import RUNTIME
-from inftd.daemon.hub import Hub
+from inftd.daemon.events.hub import Hub
 from inftd.daemon.runtime import Runtime, open_runtime
-from inftd.daemon.server import create_app
+from inftd.daemon.server.app import create_app
+from inftd.daemon.server.http import RUNTIME
 from inftd.indexer.deployment import Deployment
 from tests.support.schema import at_head
 

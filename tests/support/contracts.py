@@ -7,9 +7,9 @@ from typing import Any
 from web3 import Web3
 from web3.types import TxReceipt
 
+from inftd.daemon.cli.deploy import account_from_key, deploy_contracts
+from inftd.daemon.cli.devnet import BUYER, DEPLOYER, FRIEND, MINTER, rpc_call
 from inftd.daemon.config import DEFAULT_PACKAGES
-from inftd.daemon.deploy import account_from_key, deploy_contracts
-from inftd.daemon.devnet import BUYER, DEPLOYER, FRIEND, MINTER, rpc_call
 from inftd.indexer.abi import load_artifact
 from inftd.indexer.deployment import Deployment
 

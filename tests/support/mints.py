@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inftd.daemon.devnet import rpc_call
+from inftd.daemon.cli.devnet import rpc_call
 from inftd.daemon.generation.mints import add_mint, request_key
 from inftd.store.models import Generation, Mint, table_of
 from tests.support.contracts import Contracts

@@ -41,7 +41,7 @@ class InftdProcess:
         return self.process.pid
 
     def command(self) -> list[str]:
-        args = [sys.executable, "-m", "inftd.daemon.cli", "run", "--api-port", "0"]
+        args = [sys.executable, "-m", "inftd.daemon.cli.main", "run", "--api-port", "0"]
         return args + (["--role", self.role] if self.role else [])
 
     async def start(self) -> None:
@@ -131,7 +131,7 @@ def env_of(**settings: object) -> dict[str, str]:
 def inftd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The ``inftd`` command run to its end, with no ``INFTD_*`` of the test's environment."""
     return subprocess.run(
-        [sys.executable, "-m", "inftd.daemon.cli", *args],
+        [sys.executable, "-m", "inftd.daemon.cli.main", *args],
         env={**clean_env(), **(env or {})},
         capture_output=True,
         text=True,

@@ -9,7 +9,7 @@ twice are one file. Files are never changed or deleted here: a hash names its by
 good, which is what lets the route mark them immutable.
 
 What a file is (its type) is recorded in the ``contents`` table in the transaction that
-marks its generation succeeded, so the route (``inftd.daemon.api.generations``) serves
+marks its generation succeeded, so the route (``inftd.daemon.server.api.generations``) serves
 only finished work, with its type: a file a failed or lost run left behind is not served.
 """
 

@@ -14,7 +14,7 @@ from inftd.agents.embeddings import Embedder
 from inftd.agents.writer import AgentWriter
 from inftd.daemon.config import Settings
 from inftd.daemon.generation.content import ContentStore
-from inftd.daemon.generation.recorder import DbRecorder
+from inftd.daemon.generation.routing.recorder import DbRecorder
 from inftd.daemon.generation.types import Job, Output, Progress
 
 T = TypeVar("T")

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from inftd.agents.events import Event
+from inftd.daemon.events.hub import Subscription
 from inftd.daemon.generation.context import WorkerContext
 from inftd.daemon.generation.queue import Claimed, claim, give_back
 from inftd.daemon.generation.worker import Control, Outcome, run_claimed
-from inftd.daemon.hub import Subscription
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from inftd.agents.events import NewEvent, record_events
 from inftd.daemon.generation.context import WorkerContext, spawn
 from inftd.daemon.generation.queue import Claimed, event
-from inftd.daemon.generation.recorder import CallRecord, record_calls
+from inftd.daemon.generation.routing.recorder import CallRecord, record_calls
 
 log = logging.getLogger(__name__)
 

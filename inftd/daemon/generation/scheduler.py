@@ -46,9 +46,9 @@ from inftd.daemon.generation.content import ContentStore
 from inftd.daemon.generation.context import JobRunner, WorkerContext, shielded
 from inftd.daemon.generation.dispatcher import Dispatcher, Wakeup
 from inftd.daemon.generation.queue import reap, utcnow
-from inftd.daemon.generation.recorder import CallRecord, DbRecorder
-from inftd.daemon.generation.router import Router
-from inftd.daemon.generation.strategies import run_job
+from inftd.daemon.generation.routing.recorder import CallRecord, DbRecorder
+from inftd.daemon.generation.routing.router import Router
+from inftd.daemon.generation.strategies.run import run_job
 from inftd.daemon.generation.types import Job, Output, Progress
 from inftd.daemon.providers.base import Provider, ProviderError, TextRequest, complete_text
 from inftd.daemon.providers.factory import open_providers

@@ -12,8 +12,8 @@ from typing import Any
 from aiohttp import web
 
 from inftd.daemon.config import RoutingSettings
-from inftd.daemon.generation.recorder import MemoryRecorder, Recorder
-from inftd.daemon.generation.router import Router
+from inftd.daemon.generation.routing.recorder import MemoryRecorder, Recorder
+from inftd.daemon.generation.routing.router import Router
 from inftd.daemon.generation.types import Job
 from inftd.daemon.providers.base import Provider
 from inftd.daemon.providers.cloudflare import CloudflareProvider

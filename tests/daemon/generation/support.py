@@ -21,9 +21,9 @@ from inftd.daemon.config import Settings
 from inftd.daemon.generation.content import ContentStore
 from inftd.daemon.generation.context import WorkerContext
 from inftd.daemon.generation.queue import Claimed, claim, create
-from inftd.daemon.generation.recorder import MemoryRecorder
 from inftd.daemon.generation.requests import parse_request
-from inftd.daemon.generation.router import Router
+from inftd.daemon.generation.routing.recorder import MemoryRecorder
+from inftd.daemon.generation.routing.router import Router
 from inftd.daemon.generation.scheduler import priorities_of, runner_for
 from inftd.daemon.generation.worker import Control, Outcome, run_claimed
 from inftd.daemon.providers.base import Provider

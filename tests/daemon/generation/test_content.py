@@ -1,6 +1,6 @@
 """Content storage: named by sha256, fanned out by its first two digits, written whole or
 not at all, once per hash; registered content is what the route serves (the route itself
-is tested in tests/daemon/api/test_generations.py)."""
+is tested in tests/daemon/server/api/test_generations.py)."""
 
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from inftd.agents.ledger import Balances
 from inftd.daemon.generation import worker
 from inftd.daemon.generation.context import WorkerContext
-from inftd.daemon.generation.recorder import DbRecorder
-from inftd.daemon.generation.router import Router
+from inftd.daemon.generation.routing.recorder import DbRecorder
+from inftd.daemon.generation.routing.router import Router
 from inftd.daemon.generation.worker import Outcome
 from inftd.daemon.providers.local import LocalProvider
 from inftd.store.models import Agent, Memory, ProviderCall

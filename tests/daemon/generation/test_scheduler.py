@@ -19,19 +19,20 @@ from sqlalchemy import select, update
 from inftd.agents.credits import reserve
 from inftd.agents.events import NewEvent, record_events
 from inftd.agents.ledger import Balances
+from inftd.daemon.cli.devnet import BUYER, Anvil
+from inftd.daemon.cli.run import serve
 from inftd.daemon.config import Settings
-from inftd.daemon.devnet import BUYER, Anvil
 from inftd.daemon.generation.dispatcher import STOP_REASON
 from inftd.daemon.generation.queue import claim, utcnow
-from inftd.daemon.generation.recorder import MemoryRecorder
-from inftd.daemon.generation.router import Router
+from inftd.daemon.generation.routing.recorder import MemoryRecorder
+from inftd.daemon.generation.routing.router import Router
 from inftd.daemon.generation.scheduler import GenerationService, priorities_of
-from inftd.daemon.openapi import openapi_document
 from inftd.daemon.providers.base import Provider
 from inftd.daemon.providers.local import LocalProvider
 from inftd.daemon.providers.openai import OpenAIProvider
 from inftd.daemon.runtime import Runtime
-from inftd.daemon.server import MAX_BODY_BYTES, serve
+from inftd.daemon.server.app import MAX_BODY_BYTES
+from inftd.daemon.server.openapi import openapi_document
 from inftd.indexer.deployment import Deployment
 from inftd.store.db import create_async
 from inftd.store.models import Agent, CreditEntry, EventRecord

@@ -13,8 +13,8 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inftd.agents.analytics import Window
-from inftd.daemon.generation.recorder import CallRecord, DbRecorder
-from inftd.daemon.generation.router import Ask
+from inftd.daemon.generation.routing.recorder import CallRecord, DbRecorder
+from inftd.daemon.generation.routing.router import Ask
 from inftd.daemon.generation.spend import provider_spend
 from inftd.daemon.providers.base import TextRequest
 from inftd.daemon.providers.prices import OPENAI

@@ -21,8 +21,8 @@ from inftd.daemon.generation.context import WorkerContext
 from inftd.daemon.generation.mints import request_key
 from inftd.daemon.generation.progress import Held, ProgressWriter
 from inftd.daemon.generation.queue import cancel, claim, reap, utcnow
-from inftd.daemon.generation.recorder import MemoryRecorder
-from inftd.daemon.generation.router import Router
+from inftd.daemon.generation.routing.recorder import MemoryRecorder
+from inftd.daemon.generation.routing.router import Router
 from inftd.daemon.generation.scheduler import priorities_of
 from inftd.daemon.generation.types import Job, Output, Progress
 from inftd.daemon.generation.worker import Control, Outcome, finish_success, run_claimed

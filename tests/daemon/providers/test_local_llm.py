@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from inftd.daemon.config import Settings
-from inftd.daemon.generation.router import Ask
+from inftd.daemon.generation.routing.router import Ask
 from inftd.daemon.providers.base import ImageRequest, ProviderError, TextRequest
 from inftd.daemon.providers.factory import build_providers
 from inftd.daemon.providers.local import LocalProvider

@@ -16,8 +16,8 @@ from typing import Any
 
 from eth_account import Account
 
+from inftd.daemon.cli.devnet import MINTER
 from inftd.daemon.config import RelayerSettings
-from inftd.daemon.devnet import MINTER
 from inftd.daemon.relayer.chain import MintChain
 from inftd.daemon.relayer.context import Context, Hooks
 from inftd.daemon.relayer.relayer import Relayer

@@ -14,8 +14,8 @@ from eth_account import Account
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from inftd.daemon.cli.devnet import MINTER, Anvil, rpc_call
 from inftd.daemon.config import RelayerSettings
-from inftd.daemon.devnet import MINTER, Anvil, rpc_call
 from inftd.daemon.relayer.chain import MintChain
 from inftd.daemon.relayer.context import Context, Hooks
 from inftd.daemon.relayer.relayer import Relayer

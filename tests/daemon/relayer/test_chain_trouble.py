@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inftd.daemon.devnet import BUYER, FRIEND, MINTER, Anvil, rpc_call
+from inftd.daemon.cli.devnet import BUYER, FRIEND, MINTER, Anvil, rpc_call
 from inftd.daemon.relayer.context import Hooks
 from inftd.daemon.relayer.store import NewAttempt
 from inftd.indexer.follower import Indexer

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inftd.daemon.devnet import BUYER, PROJECT_ROOT, Anvil, rpc_call
+from inftd.daemon.cli.devnet import BUYER, PROJECT_ROOT, Anvil, rpc_call
 from inftd.daemon.relayer.context import Hooks
 from inftd.daemon.relayer.store import Attempt, NewAttempt
 from inftd.indexer.deployment import Deployment

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inftd.daemon.devnet import BUYER, DEPLOYER, MINTER
+from inftd.daemon.cli.devnet import BUYER, DEPLOYER, MINTER
 from inftd.daemon.relayer.context import Hooks
 from inftd.daemon.relayer.reverts import Verdict, decode_revert
 from inftd.daemon.relayer.store import NewAttempt

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inftd.daemon.devnet import BUYER, FRIEND
+from inftd.daemon.cli.devnet import BUYER, FRIEND
 from inftd.daemon.generation.mints import request_key
 from inftd.daemon.relayer.context import Hooks
 from inftd.indexer.follower import Indexer

@@ -8,7 +8,7 @@ import asyncio
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inftd.daemon.devnet import BUYER, FRIEND
+from inftd.daemon.cli.devnet import BUYER, FRIEND
 from inftd.daemon.relayer.relayer import Relayer
 from inftd.indexer.follower import Indexer
 from tests.daemon.relayer.conftest import SETTLE_ROUNDS, MakeRelayer, attempts, minter_nonce

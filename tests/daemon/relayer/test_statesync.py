@@ -18,8 +18,8 @@ from eth_account import Account
 from eth_typing import HexStr
 from eth_utils.crypto import keccak
 
+from inftd.daemon.cli.devnet import BUYER, DEPLOYER, FRIEND, MINTER, Anvil, rpc_call
 from inftd.daemon.config import Settings
-from inftd.daemon.devnet import BUYER, DEPLOYER, FRIEND, MINTER, Anvil, rpc_call
 from inftd.daemon.relayer.statesync import (
     LEFT_OUT,
     Outcome,

@@ -1,1 +1,0 @@
-"""The API's routes, one module per concern; ``inftd.daemon.server`` assembles them."""

@@ -1,0 +1,108 @@
+"""GET /v1/analytics/providers: the operator's view of provider spend, over the real app,
+each answer checked against the OpenAPI document."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from inftd.daemon.cli.devnet import BUYER, Anvil
+from inftd.daemon.config import Settings
+from inftd.daemon.generation.routing.recorder import CallRecord, DbRecorder
+from inftd.daemon.server.app import MAX_BODY_BYTES
+from inftd.daemon.server.openapi import openapi_document
+from inftd.indexer.deployment import Deployment
+from tests.support.api import api_client, bearer, runtime_of, sign_in
+from tests.support.openapi import Operation, Spec
+
+OPERATOR_KEY = "operator-key-for-spend-tests"
+OPERATOR = bearer(OPERATOR_KEY)
+PATH = "/v1/analytics/providers"
+Client = TestClient[web.Request, web.Application]
+SPEC = Spec(openapi_document(MAX_BODY_BYTES))
+
+
+@pytest.fixture
+async def client(
+    chain: Anvil,
+    deployment: Deployment,
+    tmp_path: Path,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[Client]:
+    monkeypatch.setenv("INFTD_OPERATOR_API_KEY", OPERATOR_KEY)
+    settings = Settings.load(
+        data_dir=tmp_path,
+        database_url=database_url,
+        chain={"rpc_urls": [chain.url]},
+        api={"rate_per_ip": 100_000, "rate_per_address": 100_000},
+    )
+    async with api_client(settings, deployment) as client:
+        yield client
+
+
+def documented(path: str) -> Operation:
+    (op,) = [op for op in SPEC.operations() if op.method == "GET" and op.template == path]
+    return op
+
+
+async def get(client: Client, query: str, headers: dict[str, str]) -> tuple[int, Any]:
+    async with client.get(f"{PATH}{query}", headers=headers) as response:
+        raw = await response.read()
+        SPEC.check(documented(PATH), response.status, response.content_type, raw)
+        return response.status, orjson.loads(raw)
+
+
+def code(answer: tuple[int, Any]) -> tuple[int, str]:
+    status, body = answer
+    return status, body["error"]["code"] if status >= 400 else "ok"
+
+
+def answered(provider: str, **fields: Any) -> CallRecord:
+    return CallRecord(provider, f"{provider}-model", "text", "generate", "ok", **fields)
+
+
+async def test_the_operator_sees_spend_and_savings(client: Client) -> None:
+    recorder = DbRecorder(runtime_of(client).engine)
+    await recorder.record(answered("openai", token_id=4, cost_usd=0.25, baseline_usd=0.25))
+    await recorder.record(answered("cloudflare", token_id=4, cost_usd=0.125, baseline_usd=0.5))
+    await recorder.record(answered("openai", token_id=5, cached=True, cache_saved_usd=0.25))
+    status, spend = await get(client, "", OPERATOR)
+    assert status == 200
+    totals = spend["totals"]
+    assert (totals["calls"], totals["cacheHits"], totals["costUsd"]) == (3, 1, 0.375)
+    assert (totals["cacheSavedUsd"], totals["routingSavedUsd"]) == (0.25, 0.375)
+    assert [p["provider"] for p in spend["providers"]] == ["openai", "cloudflare"]
+    assert [(a["packageTokenId"], a["costUsd"]) for a in spend["agents"]] == [(4, 0.375), (5, 0.0)]
+    # A window before any of it sees nothing.
+    status, past = await get(client, "?from=2020-01-01&to=2020-01-02", OPERATOR)
+    assert (status, past["totals"]["calls"], past["providers"]) == (200, 0, [])
+
+
+async def test_only_the_operator_may_look(client: Client) -> None:
+    assert code(await get(client, "", {})) == (401, "unauthenticated")
+    assert code(await get(client, "", bearer("forged"))) == (401, "invalid_token")
+    buyer = bearer(await sign_in(client, BUYER))
+    assert code(await get(client, "", buyer)) == (403, "not_operator")
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["?from=yesterday", "?from=2020-01-01&to=2021-01-01", "?from=2999-01-01", "?to=x"],
+)
+async def test_a_bad_window_is_a_400(client: Client, query: str) -> None:
+    assert code(await get(client, query, OPERATOR)) == (400, "bad_window")
+
+
+def test_the_route_is_documented_with_the_analytics_window() -> None:
+    operation = documented(PATH).spec
+    names = [re.sub(".*/", "", p["$ref"]) for p in operation["parameters"]]
+    assert names == ["AnalyticsFrom", "AnalyticsTo"]
+    assert operation["security"] == [{"operatorKey": []}]
