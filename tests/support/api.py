@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol
 
 from aiohttp.test_utils import TestClient, TestServer
 from eth_account import Account
@@ -19,6 +19,16 @@ from inftd.daemon.server.app import create_app
 from inftd.daemon.server.http import RUNTIME
 from inftd.indexer.deployment import Deployment
 from tests.support.schema import at_head
+
+OPERATOR_KEY = "op-key-for-the-api-tests-0123456789"
+
+Buy = DevAccount | tuple[int, DevAccount]  # a Starter package, or (package type, buyer)
+
+
+class OpenApi(Protocol):
+    def __call__(
+        self, *buys: Buy, hub: bool = False, env: Mapping[str, str] | None = None, **settings: Any
+    ) -> AbstractAsyncContextManager[TestClient]: ...
 
 
 @asynccontextmanager

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy.exc
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from inftd.agents.errors import NotOwner
 from inftd.agents.live import noting_writes
@@ -119,6 +119,9 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     return response
 
 
+KEPT_HEADERS = (hdrs.ALLOW, hdrs.RETRY_AFTER)  # of an aiohttp HTTPException, on our JSON answer
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """One JSON error shape everywhere; never a stack trace to the client."""
@@ -141,7 +144,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         message = exc.text or exc.reason
         if message.startswith(f"{exc.status}:"):  # aiohttp's default text says nothing more
             message = f"{exc.reason}: {request.method} {request.path}"
-        return error_response(exc.status, code, message)
+        response = error_response(exc.status, code, message)
+        for name in KEPT_HEADERS:  # a 405 must name the methods it takes (RFC 9110 15.5.6)
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+        return response
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal server error")

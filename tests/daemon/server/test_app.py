@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,38 @@ async def test_unknown_route_is_a_json_error(client: TestClient) -> None:
     response = await client.post("/health")
     assert response.status == 405
     assert (await response.json())["error"]["code"] == "method_not_allowed"
+    assert response.headers["Allow"] == "GET,HEAD"
+
+
+ROUTE_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
+
+
+async def test_every_method_not_served_is_a_405_naming_those_that_are(
+    settings: Settings, deployment: Deployment
+) -> None:
+    """RFC 9110: a 405 carries ``Allow``; here on every route of the app, with our JSON."""
+    lenient = settings.api.model_copy(update={"rate_per_ip": 100_000})  # a request a route
+    async with api_client(settings.model_copy(update={"api": lenient}), deployment) as client:
+        await _each_route_refuses_another_method(client)
+
+
+async def _each_route_refuses_another_method(client: TestClient) -> None:
+    served: dict[str, set[str]] = {}  # a path's routes may stand in several resources
+    for resource in client.app.router.resources():
+        info = resource.get_info()
+        url = re.sub(r"\{[^}]+\}", "1", info.get("formatter") or info.get("path") or "")
+        served.setdefault(url, set()).update(route.method for route in resource)
+    for url, methods in served.items():
+        if "*" in methods:
+            continue
+        method = next(m for m in ("PATCH", "DELETE", "PUT", "POST") if m not in methods)
+        response = await client.request(method, url)
+        assert response.status == 405, (method, url)
+        # its own methods, and those of any other route the URL matches (``/webhooks/1``
+        # and ``/webhooks/dead-letters`` both match ``/webhooks/{webhook_id}``)
+        assert methods <= set(response.headers["Allow"].split(",")) <= ROUTE_METHODS, url
+        assert (await response.json())["error"]["code"] == "method_not_allowed", url
+    assert len(served) > 40, served
 
 
 async def test_refuses_an_unmigrated_database(settings: Settings, deployment: Deployment) -> None:

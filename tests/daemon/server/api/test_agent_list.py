@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from inftd.daemon.cli.devnet import BUYER, FRIEND, Anvil
-from inftd.daemon.config import DEFAULT_PACKAGES, Settings
+from inftd.daemon.config import DEFAULT_PACKAGES
 from inftd.daemon.server.api.agents import MAX_LIST_PAGE
 from inftd.indexer.deployment import Deployment
-from tests.support.api import api_client, runtime_of
+from tests.support.api import OpenApi, runtime_of
 from tests.support.contracts import Contracts
 
 
 @pytest.fixture
-async def client(
-    chain: Anvil, deployment: Deployment, tmp_path: Path, database_url: str
-) -> AsyncIterator[TestClient]:
-    settings = Settings.load(
-        data_dir=tmp_path, database_url=database_url, chain={"rpc_urls": [chain.url]}
-    )
-    async with api_client(settings, deployment) as client:
+async def client(open_api: OpenApi) -> AsyncIterator[TestClient]:
+    async with open_api() as client:
         yield client
 
 

@@ -6,28 +6,17 @@ Who may call it is tested in tests/daemon/server/test_access.py.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from inftd.daemon.cli.devnet import BUYER, Anvil
-from inftd.daemon.config import Settings
-from inftd.indexer.deployment import Deployment
-from tests.support.api import api_client, bearer, runtime_of, sign_in
-from tests.support.contracts import Contracts
+from inftd.daemon.cli.devnet import BUYER
+from tests.support.api import OpenApi, bearer, sign_in
 
 
 @pytest.fixture
-async def client(
-    chain: Anvil, deployment: Deployment, tmp_path: Path, database_url: str
-) -> AsyncIterator[TestClient]:
-    settings = Settings.load(
-        data_dir=tmp_path, database_url=database_url, chain={"rpc_urls": [chain.url]}
-    )
-    async with api_client(settings, deployment) as client:
-        Contracts(chain.url, deployment).buy(0, BUYER.address)
-        await runtime_of(client).indexer.sync_once()
+async def client(open_api: OpenApi) -> AsyncIterator[TestClient]:
+    async with open_api(BUYER) as client:
         yield client
 
 

@@ -20,7 +20,7 @@ from inftd.daemon.config import Settings
 from inftd.indexer.abi import load_artifact
 from inftd.indexer.deployment import Deployment
 from inftd.store.models import AuthNonce
-from tests.support.api import api_client, nonce_for, runtime_of, sign
+from tests.support.api import OpenApi, api_client, nonce_for, runtime_of, sign
 
 
 def _settings(chain: Anvil, tmp_path: Path, database_url: str, **api: Any) -> Settings:
@@ -30,10 +30,8 @@ def _settings(chain: Anvil, tmp_path: Path, database_url: str, **api: Any) -> Se
 
 
 @pytest.fixture
-async def client(
-    chain: Anvil, deployment: Deployment, tmp_path: Path, database_url: str
-) -> AsyncIterator[TestClient]:
-    async with api_client(_settings(chain, tmp_path, database_url), deployment) as client:
+async def client(open_api: OpenApi) -> AsyncIterator[TestClient]:
+    async with open_api() as client:
         yield client
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,20 +23,16 @@ from inftd.agents.errors import (
     UnknownAgent,
     UnpricedGeneration,
 )
-from inftd.daemon.cli.devnet import BUYER, FRIEND, Anvil
-from inftd.daemon.config import Settings
+from inftd.daemon.cli.devnet import BUYER, FRIEND
 from inftd.daemon.server.api.credits import MAX_ADJUST_NOTE, api_error
 from inftd.daemon.server.app import MAX_BODY_BYTES
 from inftd.daemon.server.openapi import openapi_document
-from inftd.indexer.deployment import Deployment
 from inftd.store.models import EventRecord
-from tests.support.api import api_client, bearer, runtime_of, sign_in
-from tests.support.contracts import Contracts
+from tests.support.api import OPERATOR_KEY, OpenApi, bearer, runtime_of, sign_in
 from tests.support.openapi import Operation, Spec
 
 Client = TestClient[web.Request, web.Application]
 SPEC = Spec(openapi_document(MAX_BODY_BYTES))
-OPERATOR_KEY = "op-key-credits-0123456789"
 OPERATOR = bearer(OPERATOR_KEY)
 CREDITS = "/v1/agents/1/credits"
 ADJUST = "/v1/agents/1/credits/adjust"
@@ -45,20 +40,8 @@ STARTER = {"totalCredits": 100, "usedCredits": 0, "reservedCredits": 0, "availab
 
 
 @pytest.fixture
-async def client(
-    chain: Anvil,
-    deployment: Deployment,
-    tmp_path: Path,
-    database_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[Client]:
-    monkeypatch.setenv("INFTD_OPERATOR_API_KEY", OPERATOR_KEY)
-    settings = Settings.load(
-        data_dir=tmp_path, database_url=database_url, chain={"rpc_urls": [chain.url]}
-    )
-    async with api_client(settings, deployment) as client:
-        Contracts(chain.url, deployment).buy(0, BUYER.address)
-        await runtime_of(client).indexer.sync_once()
+async def client(open_api: OpenApi) -> AsyncIterator[Client]:
+    async with open_api(BUYER) as client:
         yield client
 
 

@@ -9,7 +9,6 @@ import asyncio
 import hashlib
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,7 +18,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from inftd.daemon.cli.devnet import BUYER, FRIEND, Anvil
-from inftd.daemon.config import Settings
 from inftd.daemon.generation.routing.recorder import MemoryRecorder
 from inftd.daemon.generation.routing.router import Router
 from inftd.daemon.generation.scheduler import GenerationService
@@ -28,38 +26,27 @@ from inftd.daemon.server.app import MAX_BODY_BYTES
 from inftd.daemon.server.openapi import openapi_document
 from inftd.indexer.deployment import Deployment
 from tests.daemon.generation.support import FAST, ROUTING
-from tests.support.api import bearer, indexed_with_hub, runtime_of, sign_in
+from tests.support.api import OPERATOR_KEY, OpenApi, bearer, runtime_of, sign_in
 from tests.support.contracts import Contracts
 from tests.support.openapi import Operation, Spec
 
 Client = TestClient[web.Request, web.Application]
 SPEC = Spec(openapi_document(MAX_BODY_BYTES))
-OPERATOR_KEY = "op-key-generations-0123456789"
 GENERATIONS = "/v1/agents/1/generations"
 TEXT = {"kind": "text", "prompt": "a lighthouse at dawn over a quiet harbour"}
 WAIT = 15.0  # seconds a test waits for a job that takes milliseconds
 
 
 @pytest.fixture
-async def client(
-    chain: Anvil,
-    deployment: Deployment,
-    tmp_path: Path,
-    database_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[Client]:
+async def client(open_api: OpenApi) -> AsyncIterator[Client]:
     """The API with the hub running and token 1 (Starter, 100 credits) owned by BUYER."""
-    monkeypatch.setenv("INFTD_OPERATOR_API_KEY", OPERATOR_KEY)
-    settings = Settings.load(
-        data_dir=tmp_path,
-        database_url=database_url,
-        chain={"rpc_urls": [chain.url]},
+    async with open_api(
+        BUYER,
+        hub=True,
         generation=FAST,
         routing=ROUTING,
         api={"rate_per_ip": 100_000, "rate_per_address": 100_000},
-    )
-    Contracts(chain.url, deployment).buy(0, BUYER.address)
-    async with indexed_with_hub(settings, deployment) as client:
+    ) as client:
         yield client
 
 

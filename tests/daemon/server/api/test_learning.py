@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,16 +14,14 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import func, insert, select
 
 from inftd.daemon.cli.devnet import BUYER, FRIEND, Anvil
-from inftd.daemon.config import Settings
 from inftd.daemon.server.app import MAX_BODY_BYTES
 from inftd.daemon.server.openapi import openapi_document
 from inftd.indexer.deployment import Deployment
 from inftd.store.models import Agent, Generation, LearningEntry
-from tests.support.api import api_client, bearer, runtime_of, sign_in
+from tests.support.api import OPERATOR_KEY, OpenApi, bearer, runtime_of, sign_in
 from tests.support.contracts import Contracts
 from tests.support.openapi import Operation, Spec
 
-OPERATOR_KEY = "operator-key-for-learning-tests"
 SPEC = Spec(openapi_document(MAX_BODY_BYTES))
 
 
@@ -38,23 +35,9 @@ def operation_of(method: str, path: str) -> Operation:
 
 
 @pytest.fixture
-async def client(
-    chain: Anvil,
-    deployment: Deployment,
-    tmp_path: Path,
-    database_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[TestClient]:
+async def client(open_api: OpenApi) -> AsyncIterator[TestClient]:
     """Token 1 bought by BUYER, token 2 by FRIEND, both indexed."""
-    monkeypatch.setenv("INFTD_OPERATOR_API_KEY", OPERATOR_KEY)
-    settings = Settings.load(
-        data_dir=tmp_path, database_url=database_url, chain={"rpc_urls": [chain.url]}
-    )
-    async with api_client(settings, deployment) as client:
-        contracts = Contracts(chain.url, deployment)
-        contracts.buy(0, BUYER.address)
-        contracts.buy(0, FRIEND.address)
-        await runtime_of(client).indexer.sync_once()
+    async with open_api(BUYER, FRIEND) as client:
         yield client
 
 

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -31,7 +30,6 @@ from inftd.agents.live import UNSHOWN, LiveAgents
 from inftd.agents.views import agent_page, agent_state
 from inftd.agents.writer import AgentWriter
 from inftd.daemon.cli.devnet import BUYER, DEPLOYER, FRIEND, MINTER, Anvil
-from inftd.daemon.config import Settings
 from inftd.daemon.events.hub import Hub
 from inftd.daemon.generation.queue import generation_unminted
 from inftd.daemon.generation.routing.recorder import MemoryRecorder
@@ -44,40 +42,29 @@ from inftd.store.db import create_async
 from inftd.store.models import Agent, EventRecord
 from tests.daemon.generation.support import FAST, ROUTING
 from tests.daemon.relayer.conftest import settle
-from tests.support.api import bearer, indexed_with_hub, runtime_of, sign_in
+from tests.support.api import OPERATOR_KEY, OpenApi, bearer, runtime_of, sign_in
 from tests.support.contracts import Contracts
 from tests.support.processes import until
 
 Client = TestClient[web.Request, web.Application]
-OPERATOR_KEY = "op-key-live-agents-0123456789"
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_KEY}"}
 TEXT = {"kind": "text", "prompt": "a lighthouse at dawn over a quiet harbour"}
 MIN_SEQ_WAIT = 0.3  # seconds a ?minSeq= read waits here at most
 
 
 @pytest.fixture
-async def client(
-    chain: Anvil,
-    deployment: Deployment,
-    tmp_path: Path,
-    database_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[Client]:
+async def client(open_api: OpenApi) -> AsyncIterator[Client]:
     """The API with its hub running over three agents: 1 and 3 BUYER's, 2 FRIEND's."""
-    monkeypatch.setenv("INFTD_OPERATOR_API_KEY", OPERATOR_KEY)
-    settings = Settings.load(
-        data_dir=tmp_path,
-        database_url=database_url,
-        chain={"rpc_urls": [chain.url]},
+    async with open_api(
+        BUYER,
+        FRIEND,
+        BUYER,
+        hub=True,
         generation=FAST,
         routing=ROUTING,
         api={"rate_per_ip": 100_000, "rate_per_address": 100_000},
         live={"min_seq_wait": MIN_SEQ_WAIT},
-    )
-    contracts = Contracts(chain.url, deployment)
-    for buyer in (BUYER, FRIEND, BUYER):
-        contracts.buy(0, buyer.address)
-    async with indexed_with_hub(settings, deployment) as client:
+    ) as client:
         yield client
 
 

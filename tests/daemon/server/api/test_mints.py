@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -18,44 +17,28 @@ from eth_account import Account
 from sqlalchemy import delete, select, update
 
 from inftd.daemon.cli.devnet import BUYER, DEPLOYER, FRIEND, MINTER, Anvil
-from inftd.daemon.config import Settings
 from inftd.daemon.relayer.relayer import Relayer, run_relayer
 from inftd.daemon.server.app import MAX_BODY_BYTES
 from inftd.daemon.server.openapi import openapi_document
 from inftd.indexer.deployment import Deployment
 from inftd.store.models import Generation, Mint
 from tests.daemon.relayer.conftest import settle
-from tests.support.api import api_client, bearer, runtime_of, sign_in
+from tests.support.api import OPERATOR_KEY, OpenApi, bearer, runtime_of, sign_in
 from tests.support.contracts import Contracts
 from tests.support.mints import finish_generations
 from tests.support.openapi import Spec
 
 Client = TestClient[web.Request, web.Application]
 SPEC = Spec(openapi_document(MAX_BODY_BYTES))
-OPERATOR_KEY = "op-key-mints-0123456789"
 LEGACY = "/api/mint-generation-nft"
 FAST_RELAYER = {"poll_interval": 0.01, "backoff_base": 0.001, "backoff_max": 0.001}
 
 
 @pytest.fixture
-async def client(
-    chain: Anvil,
-    deployment: Deployment,
-    tmp_path: Path,
-    database_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[Client]:
-    monkeypatch.setenv("INFTD_OPERATOR_API_KEY", OPERATOR_KEY)
-    monkeypatch.setenv("INFTD_MINTER_KEY", MINTER.key)
-    settings = Settings.load(
-        data_dir=tmp_path,
-        database_url=database_url,
-        chain={"rpc_urls": [chain.url]},
-        relayer=FAST_RELAYER,
-    )
-    async with api_client(settings, deployment) as client:
-        Contracts(chain.url, deployment).buy(0, BUYER.address)
-        await runtime_of(client).indexer.sync_once()
+async def client(open_api: OpenApi) -> AsyncIterator[Client]:
+    async with open_api(
+        BUYER, env={"INFTD_MINTER_KEY": MINTER.key}, relayer=FAST_RELAYER
+    ) as client:
         yield client
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,44 +17,29 @@ from sqlalchemy import func, select
 
 from inftd.agents.messages import MAX_TEXT_CHARS, MESSAGES_PER_MINUTE
 from inftd.daemon.cli.devnet import BUYER, FRIEND, Anvil
-from inftd.daemon.config import Settings
 from inftd.daemon.server.app import MAX_BODY_BYTES
 from inftd.daemon.server.openapi import openapi_document
 from inftd.indexer.deployment import Deployment
 from inftd.store.models import AgentMessage, Collaboration, EventRecord, Memory
-from tests.support.api import bearer, indexed_with_hub, runtime_of, sign_in
+from tests.support.api import OPERATOR_KEY, OpenApi, bearer, runtime_of, sign_in
 from tests.support.contracts import Contracts
 from tests.support.openapi import Operation, Spec
 
-OPERATOR_KEY = "operator-key-for-social-tests"
 OPERATOR = bearer(OPERATOR_KEY)
 Client = TestClient[web.Request, web.Application]
 SPEC = Spec(openapi_document(MAX_BODY_BYTES))  # every answer here is checked against it
 
 
 @pytest.fixture
-async def client(
-    chain: Anvil,
-    deployment: Deployment,
-    tmp_path: Path,
-    database_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[Client]:
+async def client(open_api: OpenApi) -> AsyncIterator[Client]:
     """Agents 1 and 3 owned by BUYER, 2 by FRIEND; the hub running."""
-    monkeypatch.setenv("INFTD_OPERATOR_API_KEY", OPERATOR_KEY)
-    settings = Settings.load(
-        data_dir=tmp_path,
-        database_url=database_url,
-        chain={"rpc_urls": [chain.url]},
+    async with open_api(
+        BUYER,
+        (1, FRIEND),
+        BUYER,
+        hub=True,
         api={"rate_per_ip": 100_000, "rate_per_address": 100_000},
-    )
-    contracts = Contracts(chain.url, deployment)
-    assert [
-        contracts.buy(0),
-        contracts.buy(1, buyer=FRIEND.address),
-        contracts.buy(0),
-    ] == [1, 2, 3]
-    async with indexed_with_hub(settings, deployment) as client:
+    ) as client:
         yield client
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -13,16 +12,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from inftd.daemon.cli.devnet import BUYER, Anvil
-from inftd.daemon.config import Settings
+from inftd.daemon.cli.devnet import BUYER
 from inftd.daemon.generation.routing.recorder import CallRecord, DbRecorder
 from inftd.daemon.server.app import MAX_BODY_BYTES
 from inftd.daemon.server.openapi import openapi_document
-from inftd.indexer.deployment import Deployment
-from tests.support.api import api_client, bearer, runtime_of, sign_in
+from tests.support.api import OPERATOR_KEY, OpenApi, bearer, runtime_of, sign_in
 from tests.support.openapi import Operation, Spec
 
-OPERATOR_KEY = "operator-key-for-spend-tests"
 OPERATOR = bearer(OPERATOR_KEY)
 PATH = "/v1/analytics/providers"
 Client = TestClient[web.Request, web.Application]
@@ -30,21 +26,8 @@ SPEC = Spec(openapi_document(MAX_BODY_BYTES))
 
 
 @pytest.fixture
-async def client(
-    chain: Anvil,
-    deployment: Deployment,
-    tmp_path: Path,
-    database_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[Client]:
-    monkeypatch.setenv("INFTD_OPERATOR_API_KEY", OPERATOR_KEY)
-    settings = Settings.load(
-        data_dir=tmp_path,
-        database_url=database_url,
-        chain={"rpc_urls": [chain.url]},
-        api={"rate_per_ip": 100_000, "rate_per_address": 100_000},
-    )
-    async with api_client(settings, deployment) as client:
+async def client(open_api: OpenApi) -> AsyncIterator[Client]:
+    async with open_api(api={"rate_per_ip": 100_000, "rate_per_address": 100_000}) as client:
         yield client
 
 

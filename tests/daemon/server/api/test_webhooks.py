@@ -19,25 +19,15 @@ from inftd.daemon.server.app import MAX_BODY_BYTES
 from inftd.indexer.deployment import Deployment
 from inftd.indexer.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 from inftd.store.models import Agent, ChainEvent
-from tests.support.api import api_client, runtime_of
+from tests.support.api import OpenApi, api_client, runtime_of
 from tests.support.contracts import Contracts
 
 SECRET = "whsec-test-4f1b9c0a"
 
 
 @pytest.fixture
-async def client(
-    chain: Anvil,
-    deployment: Deployment,
-    tmp_path: Path,
-    database_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[TestClient]:
-    monkeypatch.setenv("INFTD_WEBHOOK_SECRET", SECRET)
-    settings = Settings.load(
-        data_dir=tmp_path, database_url=database_url, chain={"rpc_urls": [chain.url]}
-    )
-    async with api_client(settings, deployment) as client:
+async def client(open_api: OpenApi) -> AsyncIterator[TestClient]:
+    async with open_api(env={"INFTD_WEBHOOK_SECRET": SECRET}) as client:
         yield client
 
 

@@ -8,7 +8,6 @@ import contextlib
 import os
 import socket
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,35 +16,19 @@ from aiohttp.test_utils import TestClient
 
 from inftd.agents.events import NewEvent, record_events
 from inftd.daemon.cli.devnet import BUYER, FRIEND, Anvil
-from inftd.daemon.config import Settings
 from inftd.daemon.events.hub import Subscription
 from inftd.indexer.deployment import Deployment
-from tests.support.api import bearer, indexed_with_hub, runtime_of, sign_in
+from tests.support.api import OPERATOR_KEY, OpenApi, bearer, runtime_of, sign_in
 from tests.support.contracts import Contracts
-
-OPERATOR_KEY = "operator-key-for-ws-tests"
 
 
 @pytest.fixture
-async def client(
-    chain: Anvil,
-    deployment: Deployment,
-    tmp_path: Path,
-    database_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[TestClient]:
+async def client(open_api: OpenApi) -> AsyncIterator[TestClient]:
     """An API with two agents (tokens 1 and 2) and its hub running."""
-    monkeypatch.setenv("INFTD_OPERATOR_API_KEY", OPERATOR_KEY)
-    settings = Settings.load(
-        data_dir=tmp_path,
-        database_url=database_url,
-        chain={"rpc_urls": [chain.url]},
-        api={"ws_queue": 64, "rate_per_ip": 100_000},  # hundreds of sockets from one address
-    )
-    contracts = Contracts(chain.url, deployment)
-    contracts.buy(0)
-    contracts.buy(1, buyer=FRIEND.address)
-    async with indexed_with_hub(settings, deployment) as client:
+    # hundreds of sockets from one address
+    async with open_api(
+        BUYER, (1, FRIEND), hub=True, api={"ws_queue": 64, "rate_per_ip": 100_000}
+    ) as client:
         yield client
 
 
