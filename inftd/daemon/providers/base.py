@@ -27,16 +27,15 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from inftd.daemon.errors import DaemonError
-
-if TYPE_CHECKING:
-    from inftd.daemon.providers.prices import PriceTable
+from inftd.daemon.providers.prices import PriceTable
+from inftd.daemon.providers.usage import Quality as Quality  # re-exported: the interface's words
+from inftd.daemon.providers.usage import Usage as Usage
 
 Capability = Literal["text", "image", "embeddings", "streaming"]
 ErrorKind = Literal["auth", "refused", "rate_limited", "unavailable", "timeout", "bad_response"]
-Quality = Literal["standard", "high"]
 FinishReason = Literal["stop", "length"]
 
 TRANSIENT: frozenset[ErrorKind] = frozenset(
@@ -83,15 +82,6 @@ class ImageRequest:
     @property
     def dimensions(self) -> tuple[int, int]:
         return parse_size(self.size)
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    input_tokens: int = 0
-    output_tokens: int = 0
-    images: int = 0
-    cost_usd: float = 0.0
-    estimated: bool = False  # the provider reported no token counts: they are estimates
 
 
 @dataclass(frozen=True, slots=True)

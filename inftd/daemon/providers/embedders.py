@@ -19,13 +19,13 @@ from typing import Any
 
 import aiohttp
 import openai
-from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
 from inftd.agents.embeddings import Embedder, LocalEmbedder
 from inftd.daemon.config import Settings
 from inftd.daemon.errors import ConfigError, EmbeddingError
+from inftd.daemon.providers.gemini import GenaiClient
 
 log = logging.getLogger(__name__)
 
@@ -128,25 +128,11 @@ class GeminiEmbedder(ProviderEmbedder):
     ) -> None:
         self.model = model or GEMINI_MODEL
         self.name = f"gemini/{self.model}"
-        self._api_key = api_key
-        self._base_url = base_url
-        self._retries = retries
-        self._session: aiohttp.ClientSession | None = None
-        self._client: genai.Client | None = None
+        retry = genai_types.HttpRetryOptions(attempts=retries + 1, max_delay=RETRY_MAX)
+        self._client = GenaiClient(api_key, base_url, retry, timeout_ms=int(TIMEOUT * 1000))
 
     def _models(self) -> Any:
-        if self._client is None:
-            self._session = aiohttp.ClientSession()
-            options = genai_types.HttpOptions(
-                base_url=self._base_url,
-                timeout=int(TIMEOUT * 1000),  # milliseconds
-                retry_options=genai_types.HttpRetryOptions(
-                    attempts=self._retries + 1, max_delay=RETRY_MAX
-                ),
-                aiohttp_client=self._session,
-            )
-            self._client = genai.Client(api_key=self._api_key, http_options=options)
-        return self._client.aio.models
+        return self._client.models()
 
     async def _embed(self, texts: list[str]) -> Any:
         failure: EmbeddingError | None = None
@@ -164,12 +150,7 @@ class GeminiEmbedder(ProviderEmbedder):
         return [e.values for e in answer.embeddings or []]
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aio.aclose()
-            self._client = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._client.close()
 
 
 class CloudflareEmbedder(ProviderEmbedder):

@@ -65,6 +65,38 @@ REFUSALS = frozenset(
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 
 
+class GenaiClient:
+    """A ``genai.Client`` over an aiohttp session of its own, both made on first use (in
+    the event loop); the provider and the Gemini embedder differ only in their options."""
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str | None,
+        retry: types.HttpRetryOptions,
+        timeout_ms: int | None = None,
+    ) -> None:
+        self._api_key = api_key
+        self._options = {"base_url": base_url, "retry_options": retry, "timeout": timeout_ms}
+        self._session: aiohttp.ClientSession | None = None
+        self._client: genai.Client | None = None
+
+    def models(self) -> Any:
+        if self._client is None:
+            self._session = aiohttp.ClientSession()
+            options = types.HttpOptions(**self._options, aiohttp_client=self._session)
+            self._client = genai.Client(api_key=self._api_key, http_options=options)
+        return self._client.aio.models
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aio.aclose()
+            self._client = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
 class GeminiProvider:
     name = NAME
     capabilities: frozenset[Capability] = frozenset({"text", "image", "streaming"})
@@ -84,21 +116,10 @@ class GeminiProvider:
         self.image_timeout = image_timeout
         self.text_model: str | None = text_model or TEXT_MODEL
         self.image_model: str | None = image_model or IMAGE_MODEL
-        self._api_key = api_key
-        self._base_url = base_url
-        self._session: aiohttp.ClientSession | None = None
-        self._client: genai.Client | None = None
+        self._client = GenaiClient(api_key, base_url, types.HttpRetryOptions(attempts=1))
 
     def _models(self) -> Any:
-        if self._client is None:
-            self._session = aiohttp.ClientSession()
-            options = types.HttpOptions(
-                base_url=self._base_url,
-                retry_options=types.HttpRetryOptions(attempts=1),
-                aiohttp_client=self._session,
-            )
-            self._client = genai.Client(api_key=self._api_key, http_options=options)
-        return self._client.aio.models
+        return self._client.models()
 
     async def stream_text(self, request: TextRequest) -> AsyncIterator[str | TextResult]:
         failure: ProviderError | None = None
@@ -175,12 +196,7 @@ class GeminiProvider:
         return ImageResult(data, content_type, NAME, model, usage)
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aio.aclose()
-            self._client = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._client.close()
 
 
 class _StreamState:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from inftd.daemon.providers.base import Quality, Usage
+from inftd.daemon.providers.usage import Quality, Usage
 
 PER_M = 1_000_000
 P = TypeVar("P")
