@@ -85,6 +85,7 @@ def create_app(runtime: Runtime, demo: Sequence[tuple[str, DemoAccount]] = ()) -
 async def start_api(
     runtime: Runtime, stack: AsyncExitStack, demo: Sequence[tuple[str, DemoAccount]]
 ) -> str:
+    """Serve the app on the API's host and port until ``stack`` closes; its URL."""
     runner = web.AppRunner(create_app(runtime, demo), shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
