@@ -103,7 +103,9 @@
 
   async function api(path, { method = "GET", body, auth = false, headers = {} } = {}) {
     const sent = { ...headers };
-    if (auth && currentToken()) sent.Authorization = `Bearer ${session.token}`;
+    // An owner's call is never sent signed out (a sign-out can land while a refresh waits).
+    if (auth && !currentToken()) throw new ApiError(401, "signed_out", "sign in first");
+    if (auth) sent.Authorization = `Bearer ${session.token}`;
     if (body !== undefined) sent["Content-Type"] = "application/json";
     const response = await fetch(path, {
       method,
@@ -453,7 +455,7 @@
         api(`/v1/agents/${id}/generations`, { auth: true }),
         api(`/v1/agents/${id}/learning`),
       ]);
-      if (view.id !== id) return;
+      if (view.id !== id || !isOwner()) return;
       view.owned = page.generations;
       for (const entry of learned.entries) {
         if (entry.generationId) view.rated.set(entry.generationId, entry.rating);
@@ -462,9 +464,9 @@
       await refreshMints(id);
       if (view.id === id) renderOwnedGenerations();
     } catch (error) {
-      if (view.id === id) showError(`Could not load the agent's generations: ${error.message}`);
+      if (view.id === id && isOwner()) showError(`Could not load the agent's generations: ${error.message}`);
     }
-    refreshInbox(id);
+    if (view.id === id && isOwner()) refreshInbox(id);
   }
 
   async function refreshMints(id) {
@@ -473,6 +475,7 @@
       .slice(0, MINTS_ASKED);
     await Promise.all(
       open.map(async (g) => {
+        if (view.id !== id || !isOwner()) return;
         try {
           const full = await api(`/v1/generations/${g.id}`, { auth: true });
           if (view.id === id && full.mint) view.mints.set(g.id, full.mint);
