@@ -56,7 +56,7 @@ class CloudflareProvider:
         api_token: str,
         account_id: str,
         *,
-        base_url: str = BASE_URL,
+        base_url: str | None = None,  # None: Cloudflare's own API
         timeout: float = 60.0,
         image_timeout: float = 180.0,
         text_model: str | None = None,
@@ -66,7 +66,8 @@ class CloudflareProvider:
         self.image_timeout = image_timeout
         self.text_model: str | None = text_model or TEXT_MODEL
         self.image_model: str | None = image_model or IMAGE_MODEL
-        self._url = f"{base_url.rstrip('/')}/client/v4/accounts/{account_id}/ai/run/"
+        root = (base_url or BASE_URL).rstrip("/")
+        self._url = f"{root}/client/v4/accounts/{account_id}/ai/run/"
         self._headers = {"Authorization": f"Bearer {api_token}"}
         self._session: aiohttp.ClientSession | None = None  # made on first use, in the loop
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from pydantic import SecretStr
 
-from inftd.daemon.config import Settings
+from inftd.daemon.config import ProvidersSettings, Settings
 from inftd.daemon.errors import ConfigError
 from inftd.daemon.providers.base import Provider
-from inftd.daemon.providers.cloudflare import BASE_URL, CloudflareProvider
+from inftd.daemon.providers.cloudflare import CloudflareProvider
 from inftd.daemon.providers.embedded import EmbeddedProvider, installed, model_path
 from inftd.daemon.providers.gemini import GeminiProvider
 from inftd.daemon.providers.local import LocalProvider
@@ -39,23 +40,9 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
     local = LocalProvider(timeout, image_timeout, config.template_delay)
     providers: dict[str, Provider] = {"local": local}
     if key := _secret(settings.openai_api_key):
-        providers["openai"] = OpenAIProvider(
-            key,
-            base_url=config.openai_base_url,
-            timeout=timeout,
-            image_timeout=image_timeout,
-            text_model=config.openai_text_model,
-            image_model=config.openai_image_model,
-        )
+        providers["openai"] = OpenAIProvider(key, **_hosted(config, "openai"))
     if key := _secret(settings.gemini_api_key):
-        providers["gemini"] = GeminiProvider(
-            key,
-            base_url=config.gemini_base_url,
-            timeout=timeout,
-            image_timeout=image_timeout,
-            text_model=config.gemini_text_model,
-            image_model=config.gemini_image_model,
-        )
+        providers["gemini"] = GeminiProvider(key, **_hosted(config, "gemini"))
     token = _secret(settings.cloudflare_api_token)
     if token and not config.cloudflare_account_id:
         log.warning(
@@ -63,14 +50,9 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
             "Workers AI stays off"
         )
     elif token and config.cloudflare_account_id:
+        account = config.cloudflare_account_id
         providers["cloudflare"] = CloudflareProvider(
-            token,
-            config.cloudflare_account_id,
-            base_url=config.cloudflare_base_url or BASE_URL,
-            timeout=timeout,
-            image_timeout=image_timeout,
-            text_model=config.cloudflare_text_model,
-            image_model=config.cloudflare_image_model,
+            token, account, **_hosted(config, "cloudflare")
         )
     if config.local_llm_base_url and not config.local_llm_model:
         log.warning(
@@ -87,6 +69,18 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
     if config.embedded:
         providers["embedded"] = _embedded(settings)
     return providers
+
+
+def _hosted(config: ProvidersSettings, name: str) -> dict[str, Any]:
+    """What a hosted provider is built with besides its key: ``providers.<name>_base_url``,
+    ``_text_model`` and ``_image_model``, and the waits every provider shares."""
+    return {
+        "base_url": getattr(config, f"{name}_base_url"),
+        "timeout": config.timeout,
+        "image_timeout": config.image_timeout,
+        "text_model": getattr(config, f"{name}_text_model"),
+        "image_model": getattr(config, f"{name}_image_model"),
+    }
 
 
 def _embedded(settings: Settings) -> Provider:
