@@ -41,6 +41,8 @@ GENERATED_KEYWORDS = frozenset(
         "format",
         "description",
         "examples",
+        "title",
+        "default",
     }
 )
 MAX_GENERATED_ITEMS = 4  # list and extra-key sizes in generated bodies

@@ -6,12 +6,13 @@ import errno
 import logging
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
+from typing import Any
 
 from aiohttp import web
 
 from inftd.daemon.errors import DaemonError
 from inftd.daemon.runtime import Runtime
-from inftd.daemon.server import openapi
+from inftd.daemon.server import asyncapi, openapi
 from inftd.daemon.server.api import (
     agents,
     analytics,
@@ -59,6 +60,12 @@ def create_app(runtime: Runtime, demo: Sequence[tuple[str, DemoAccount]] = ()) -
     app[RUNTIME] = runtime
     app[METRICS] = HttpMetrics()
     app[RATE_LIMITER] = RateLimiter(runtime.settings.api)
+    add_api_routes(app, demo)
+    return app
+
+
+def add_api_routes(app: web.Application, demo: Sequence[tuple[str, DemoAccount]] = ()) -> None:
+    """Every route of the API (the document is built from them)."""
     app.router.add_get("/metrics", metrics_endpoint)
     status.add_routes(app)
     packages.add_routes(app)
@@ -77,9 +84,9 @@ def create_app(runtime: Runtime, demo: Sequence[tuple[str, DemoAccount]] = ()) -
     mints.add_routes(app)
     spend.add_routes(app)
     statesync.add_routes(app)
-    openapi.add_routes(app, MAX_BODY_BYTES)
     dev.add_routes(app, demo)
-    return app
+    asyncapi.add_routes(app)
+    openapi.add_routes(app, MAX_BODY_BYTES)
 
 
 async def start_api(
@@ -103,3 +110,10 @@ async def start_api(
     host, port = runner.addresses[0][:2]
     log.info("API listening on http://%s:%s", host, port)
     return f"http://{host}:{port}"
+
+
+def api_document() -> dict[str, Any]:
+    """The OpenAPI document of the API, built without a runtime (for tests and tools)."""
+    app = web.Application()
+    add_api_routes(app)
+    return openapi.document(app, MAX_BODY_BYTES)

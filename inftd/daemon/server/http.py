@@ -13,10 +13,10 @@ import orjson
 import sqlalchemy.exc
 from aiohttp import hdrs, web
 
-from inftd.agents.errors import NotOwner
 from inftd.agents.live import noting_writes
 from inftd.daemon.logs import REQUEST_ID
 from inftd.daemon.runtime import Runtime
+from inftd.daemon.server.errors import answer_for
 
 log = logging.getLogger(__name__)
 
@@ -124,13 +124,12 @@ KEPT_HEADERS = (hdrs.ALLOW, hdrs.RETRY_AFTER)  # of an aiohttp HTTPException, on
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """One JSON error shape everywhere; never a stack trace to the client."""
+    """One JSON error shape everywhere (domain errors by ``server.errors``); never a stack
+    trace to the client."""
     try:
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message)
-    except NotOwner as exc:  # sold since the request was let in (inftd.agents.writer)
-        return error_response(403, "not_owner", str(exc))
     except sqlalchemy.exc.TimeoutError:
         # The connection pool stayed exhausted: an overload, not a fault, and worth a retry.
         log.warning("database pool exhausted on %s %s", request.method, request.path)
@@ -149,6 +148,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]
         return response
-    except Exception:
+    except Exception as exc:
+        mapped = answer_for(exc)
+        if mapped is not None:
+            return error_response(*mapped, str(exc))
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal server error")

@@ -32,8 +32,7 @@ from inftd.daemon.events.push import (
     push_cursor,
     signature,
 )
-from inftd.daemon.server.app import MAX_BODY_BYTES
-from inftd.daemon.server.openapi import openapi_document
+from inftd.daemon.server.app import api_document
 from inftd.indexer.deployment import Deployment
 from inftd.store.db import create_async
 from inftd.store.models import Agent, PushDelivery, PushSubscription
@@ -42,7 +41,7 @@ from tests.support.contracts import Contracts
 from tests.support.openapi import Spec
 from tests.support.schema import at_head
 
-SPEC = Spec(openapi_document(MAX_BODY_BYTES))
+SPEC = Spec(api_document())
 
 
 class Receiver:

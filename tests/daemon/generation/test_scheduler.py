@@ -31,8 +31,7 @@ from inftd.daemon.providers.base import Provider
 from inftd.daemon.providers.local import LocalProvider
 from inftd.daemon.providers.openai import OpenAIProvider
 from inftd.daemon.runtime import Runtime
-from inftd.daemon.server.app import MAX_BODY_BYTES
-from inftd.daemon.server.openapi import openapi_document
+from inftd.daemon.server.app import api_document
 from inftd.indexer.deployment import Deployment
 from inftd.store.db import create_async
 from inftd.store.models import Agent, CreditEntry, EventRecord
@@ -57,7 +56,7 @@ from tests.support.schema import at_head
 TEXT = {"kind": "text", "prompt": "a lighthouse at dawn over a quiet harbour"}
 WAIT = 15.0  # seconds a test waits for something that takes milliseconds
 ASLEEP = 3600  # a poll interval no test waits out: only a wake-up can start the job
-SPEC = Spec(openapi_document(MAX_BODY_BYTES))
+SPEC = Spec(api_document())
 
 
 def settings_for(chain: Anvil, tmp_path: Path, database_url: str, **generation: Any) -> Settings:

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Annotated, Protocol
 
 from aiohttp import web
 from eth_abi.abi import encode
 from eth_utils.crypto import keccak
+from pydantic import Field
 
-from inftd.daemon.auth.siwe import format_time
-from inftd.daemon.server.http import RUNTIME, ApiError, json_response, read_json
+from inftd.daemon.server.contract.routes import Answer, Routes
+from inftd.daemon.server.contract.wire import MAX_BIGINT, Address, Body, Code, Time, Wire
+from inftd.daemon.server.http import RUNTIME, ApiError
 from inftd.indexer.rpc import RpcError
 
 
@@ -40,37 +42,78 @@ DEMO = web.AppKey("demo_accounts", dict[str, DemoAccount])
 MAX_TOP_UP = 10_000  # credits one demo top-up may buy
 PURCHASE = keccak(text="purchasePackage(uint8)")[:4]
 TOP_UP = keccak(text="addCredits(uint256)")[:4]
+ROUTES = Routes("meta", "Health, status, metrics and this document")
+DEMO_ROUTES = Routes("dev", "inftd dev only: act as its demo accounts on the dev chain")
+AccountName = Annotated[str, Field(description="A demo account's name"), Code("bad_account")]
 
 
-def _account(request: web.Request, body: Any) -> DemoAccount:
+class DevAccount(Wire):
+    name: str
+    address: Address
+
+
+class DevAccounts(Wire):
+    accounts: list[DevAccount]
+
+
+class DevSignIn(Body):
+    error_code = "bad_account"
+    account: AccountName
+
+
+class DevBuy(Body):
+    account: AccountName
+    package_type: Annotated[int, Field(ge=0, le=255)]
+
+
+class DevTopUp(Body):
+    account: AccountName
+    token_id: Annotated[int, Field(ge=0, le=MAX_BIGINT)]
+    credits: Annotated[int, Field(ge=1, le=MAX_TOP_UP)]
+
+
+class DevLogin(Wire):
+    token: str
+    address: Address
+    expires_at: Time
+
+
+class DevSent(Wire):
+    tx_hash: str = Field(description="The transaction, sent to the dev chain")
+
+
+def _account(request: web.Request, name: str) -> DemoAccount:
     accounts = request.app[DEMO]
-    name = body.get("account") if isinstance(body, dict) else None
     if name not in accounts:
         raise ApiError(400, "bad_account", f"account must be one of {', '.join(accounts)}")
     return accounts[name]
 
 
-def _count(body: dict[str, Any], name: str, least: int, most: int) -> int:
-    value = body.get(name)
-    if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
-        raise ApiError(400, "bad_request", f"{name} must be an integer from {least} to {most}")
-    return value
+@ROUTES.get(
+    "/v1/dev/accounts",
+    "devAccounts",
+    "The demo accounts of inftd dev's chain (Anvil's public test keys), which the console "
+    "signs in as; empty on any other daemon, which has no route acting as them",
+    ok=Answer("The demo accounts", DevAccounts),
+)
+async def accounts(request: web.Request) -> DevAccounts:
+    listed = [DevAccount(name=n, address=a.address) for n, a in request.app[DEMO].items()]
+    return DevAccounts(accounts=listed)
 
 
-async def accounts(request: web.Request) -> web.Response:
-    listed = [{"name": n, "address": a.address} for n, a in request.app[DEMO].items()]
-    return json_response({"accounts": listed})
-
-
-async def sign_in(request: web.Request) -> web.Response:
-    account = _account(request, await read_json(request))
+@DEMO_ROUTES.post(
+    "/v1/dev/sign-in",
+    "devSignIn",
+    "A sign-in token for a demo account",
+    ok=Answer("Signed in", DevLogin),
+)
+async def sign_in(request: web.Request, body: DevSignIn) -> DevLogin:
+    account = _account(request, body.account)
     token = request.app[RUNTIME].tokens.issue(account.address, datetime.now(UTC))
-    return json_response(
-        {"token": token.token, "address": token.address, "expiresAt": format_time(token.expires_at)}
-    )
+    return DevLogin(token=token.token, address=token.address, expires_at=token.expires_at)
 
 
-async def _send(request: web.Request, account: DemoAccount, data: bytes, value: int) -> str:
+async def _send(request: web.Request, account: DemoAccount, data: bytes, value: int) -> DevSent:
     runtime = request.app[RUNTIME]
     tx = {
         "from": account.address,
@@ -79,38 +122,48 @@ async def _send(request: web.Request, account: DemoAccount, data: bytes, value: 
         "value": hex(value),
     }
     try:
-        return str(await runtime.rpc.call("eth_sendTransaction", [tx]))
+        return DevSent(tx_hash=str(await runtime.rpc.call("eth_sendTransaction", [tx])))
     except RpcError as exc:
         raise ApiError(409, "chain_refused", f"the dev chain refused it: {exc}") from None
 
 
-async def buy(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    account = _account(request, body)
+SENT = Answer("Sent to the dev chain; the indexer takes it in", DevSent, status=202)
+
+
+@DEMO_ROUTES.post(
+    "/v1/dev/buy",
+    "devBuy",
+    "Buy a package as a demo account",
+    ok=SENT,
+    errors={409: ("chain_refused",)},
+)
+async def buy(request: web.Request, body: DevBuy) -> DevSent:
+    account = _account(request, body.account)
     packages = request.app[RUNTIME].settings.packages
-    kind = _count(body, "packageType", 0, len(packages) - 1)
-    data = PURCHASE + encode(["uint8"], [kind])
-    tx_hash = await _send(request, account, data, packages[kind].price_wei)
-    return json_response({"txHash": tx_hash}, 202)
+    if body.package_type >= len(packages):
+        raise ApiError(400, "bad_request", f"packageType must be 0 to {len(packages) - 1}")
+    data = PURCHASE + encode(["uint8"], [body.package_type])
+    return await _send(request, account, data, packages[body.package_type].price_wei)
 
 
-async def top_up(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    account = _account(request, body)
-    token_id = _count(body, "tokenId", 0, 2**63 - 1)
-    credits = _count(body, "credits", 1, MAX_TOP_UP)
-    price = request.app[RUNTIME].settings.credit_price_wei * credits
-    tx_hash = await _send(request, account, TOP_UP + encode(["uint256"], [token_id]), price)
-    return json_response({"txHash": tx_hash}, 202)
+@DEMO_ROUTES.post(
+    "/v1/dev/top-up",
+    "devTopUp",
+    "Top a package up as a demo account",
+    ok=SENT,
+    errors={409: ("chain_refused",)},
+)
+async def top_up(request: web.Request, body: DevTopUp) -> DevSent:
+    account = _account(request, body.account)
+    price = request.app[RUNTIME].settings.credit_price_wei * body.credits
+    data = TOP_UP + encode(["uint256"], [body.token_id])
+    return await _send(request, account, data, price)
 
 
 def add_routes(app: web.Application, demo: Sequence[tuple[str, DemoAccount]]) -> None:
     """The list (empty without demo accounts: the console asks it of any daemon), and the
     routes that act as them only in an app that has them (``inftd dev``)."""
     app[DEMO] = dict(demo)
-    app.router.add_get("/v1/dev/accounts", accounts)
-    if not demo:
-        return
-    app.router.add_post("/v1/dev/sign-in", sign_in)
-    app.router.add_post("/v1/dev/buy", buy)
-    app.router.add_post("/v1/dev/top-up", top_up)
+    ROUTES.add_to(app)
+    if demo:
+        DEMO_ROUTES.add_to(app)

@@ -60,7 +60,10 @@ async def post_state_sync(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    runtime = app[RUNTIME]
+    app.router.add_post(PATH, post_state_sync)
+    runtime = app.get(RUNTIME)
+    if runtime is None:  # an app built only to describe the routes
+        return
     account = operator_account(runtime)
     syncer = StateSync(runtime, account) if account is not None else None
     if syncer is not None:
@@ -71,4 +74,3 @@ def add_routes(app: web.Application) -> None:
             yield
 
     app.cleanup_ctx.append(loop)
-    app.router.add_post(PATH, post_state_sync)

@@ -8,7 +8,6 @@ from inftd.agents import preferences
 from inftd.daemon.events.push import MAX_URL
 from inftd.daemon.server.api.agents import LIST_PAGE, MAX_LIST_PAGE, MAX_TOKEN_DIGITS
 from inftd.daemon.server.api.push import DEAD_LETTERS_PAGE, MAX_EVENT_TYPES, MAX_SUBSCRIPTIONS
-from inftd.daemon.server.api.ws import CLOSE_TOO_SLOW, MAX_CLIENT_MESSAGE
 from inftd.daemon.server.openapi import learning
 from inftd.daemon.server.openapi.parts import (
     ADDRESS,
@@ -37,42 +36,9 @@ from inftd.indexer.webhook import (
     LOG_FIELDS,
     MAX_LOGS,
     REPLAY_WINDOW,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
 )
 
 PATH = "/openapi.json"
-
-DESCRIPTION = f"""\
-The HTTP API of inftd, the indexer and agent daemon of the INFT platform.
-
-**Errors** are always `{{"error": {{"code": "...", "message": "..."}}}}` with a stable
-`code`. Every response carries an `X-Request-Id` (the client's own if it sends a plain one).
-
-**Credentials** go in `Authorization: Bearer <value>`: a sign-in token from
-`POST /v1/auth/login` (Sign-In with Ethereum), or the operator API key. Owner routes decide
-on each request from the agent's current owner.
-
-**Rate limits**: per client IP and per signed-in address; beyond them, 429 `rate_limited`
-with `Retry-After`. `/health`, `/metrics` and the operator are not limited.
-
-**Bodies** larger than the server's limit get 413 `request_entity_too_large`.
-
-**Live agents**: reads of agents, balances and generations answer from the process's copy
-of the agent, kept true by the event log (a process reads its own writes at once; other
-processes' within moments). They carry an `ETag` (an agent's is its version, the seq of its
-last event); `If-None-Match` with it answers 304 with no body. Every answer carries
-`X-Inftd-Seq`; a read from another process with `?minSeq=<that seq>` waits (briefly, then
-answers what it has) until it holds every event up to it.
-
-**CORS**: preflights (`OPTIONS` with `Access-Control-Request-Method`) from the configured
-origins get 204; from other origins 403 `origin_not_allowed`.
-
-**WebSockets** (`/v1/agents/{{token_id}}/ws`, `/v1/ws`) answer 101 and then speak JSON:
-the server sends `WsServerMessage`s (a snapshot, missed events with `?since=<seq>`, live
-events), the client sends `WsCommand`s of at most {MAX_CLIENT_MESSAGE} bytes. A client that
-falls behind is closed with code {CLOSE_TOO_SLOW}.
-"""
 
 
 def _paths_meta() -> dict[str, Any]:
@@ -105,16 +71,6 @@ def _paths_meta() -> dict[str, Any]:
                 "meta",
                 "The package types on sale and the price of a credit (what a wallet pays)",
                 {"200": answer("The packages", ref("Packages"))},
-            )
-        },
-        "/v1/dev/accounts": {
-            "get": operation(
-                "devAccounts",
-                "meta",
-                "The demo accounts of inftd dev's chain (Anvil's public test keys), which the "
-                "console signs in as; empty on any other daemon, which has no route acting "
-                "as them",
-                {"200": answer("The demo accounts", ref("DevAccounts"))},
             )
         },
         "/metrics": {
@@ -461,21 +417,6 @@ def _parameters() -> dict[str, Any]:
             "description": "Replay the events after this seq before the live ones",
             "schema": {"type": "string", "pattern": "^[0-9]{1,18}$", "examples": ["0"]},
         },
-        "MinSeq": {
-            "name": "minSeq",
-            "in": "query",
-            "required": False,
-            "description": "Wait (briefly) until this process holds every event up to this "
-            "seq: the X-Inftd-Seq of a write's answer from another process",
-            "schema": {"type": "string", "pattern": "^[0-9]{1,19}$", "examples": ["1"]},
-        },
-        "IfNoneMatch": {
-            "name": "If-None-Match",
-            "in": "header",
-            "required": False,
-            "description": "ETags the client has: 304 with no body if one is current",
-            "schema": STRING,
-        },
         "Address": {
             "name": "address",
             "in": "query",
@@ -490,84 +431,8 @@ def _parameters() -> dict[str, Any]:
     }
 
 
-def busy() -> Any:
-    answer = error("Every database connection stayed busy; try again shortly", "busy")
-    answer["headers"]["Retry-After"] = {
-        "description": "Seconds to wait before trying again",
-        "schema": {"type": "integer", "minimum": 1},
-    }
-    return answer
-
-
-def _responses() -> dict[str, Any]:
-    not_modified = answer("Unchanged since the ETag in If-None-Match: no body")
-    not_modified["headers"]["ETag"] = {"schema": STRING}
-    rate_limited = error("Too many requests from this IP or address", "rate_limited")
-    rate_limited["headers"]["Retry-After"] = {
-        "description": "Seconds until a request may succeed",
-        "schema": {"type": "integer", "minimum": 1},
-    }
-    return {
-        "NotModified": not_modified,
-        "RateLimited": rate_limited,
-        "InternalError": error(
-            "An unexpected failure (logged with the request id)", "internal_error"
-        ),
-        "Busy": busy(),
-        "BodyTooLarge": error(
-            "The body is larger than the server accepts", "request_entity_too_large"
-        ),
-        "Unauthorized": error(
-            "No credentials, or ones that are not valid",
-            "unauthenticated",
-            "invalid_token",
-            "token_expired",
-        ),
-        "NotOwner": error("Signed in, but not as the agent's current owner", "not_owner"),
-        "UnknownAgent": error("No agent for that token id", "unknown_agent"),
-    }
-
-
-def security_schemes() -> dict[str, Any]:
-    return {
-        "signIn": {
-            "type": "http",
-            "scheme": "bearer",
-            "bearerFormat": "inftd sign-in token",
-            "description": "A token from POST /v1/auth/login; owner routes need the owner's",
-        },
-        "operatorKey": {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "INFTD_OPERATOR_API_KEY: acts for any owner, opens the firehose",
-        },
-        "accessToken": {
-            "type": "apiKey",
-            "in": "query",
-            "name": "access_token",
-            "description": "WebSockets only: a sign-in token or the operator key (browsers "
-            "cannot set headers on a WebSocket)",
-        },
-        "webhookSignature": {
-            "type": "apiKey",
-            "in": "header",
-            "name": SIGNATURE_HEADER,
-            "description": 'sha256=<hex HMAC-SHA256(INFTD_WEBHOOK_SECRET, "<timestamp>." + '
-            "raw body)>; each signed request is accepted once",
-        },
-        "webhookTimestamp": {
-            "type": "apiKey",
-            "in": "header",
-            "name": TIMESTAMP_HEADER,
-            "description": f"Unix seconds, within {REPLAY_WINDOW} s of the server's clock",
-        },
-    }
-
-
 def _schemas_common() -> dict[str, Schema]:
     return {
-        "Error": obj({"error": ref("ErrorDetail")}),
-        "ErrorDetail": obj({"code": STRING, "message": STRING}),
         "Health": obj(
             {
                 "status": {"enum": ["ok", "unavailable"]},
@@ -616,16 +481,6 @@ def _schemas_common() -> dict[str, Schema]:
                     }
                 ),
                 "live": ref("LiveStatus"),
-            }
-        ),
-        "DevAccounts": obj(
-            {
-                "accounts": {
-                    "type": "array",
-                    "items": obj(
-                        {"name": STRING, "address": {"type": "string", "pattern": ADDRESS}}
-                    ),
-                }
             }
         ),
         "Packages": obj(
@@ -978,44 +833,6 @@ def _schemas_websockets() -> dict[str, Schema]:
     }
 
 
-def push_webhooks() -> dict[str, Any]:
-    """The document's ``webhooks``: what inftd POSTs to an owner's webhook URL."""
-
-    def header(name: str, description: str) -> dict[str, Any]:
-        return {"name": name, "in": "header", "required": True, "schema": STRING,
-                "description": description}  # fmt: skip
-
-    return {
-        "agentEvent": {
-            "post": {
-                "summary": "One event of the agent, pushed to a webhook it subscribed",
-                "description": "Signed the Standard Webhooks way: verify with any of its "
-                "libraries and the subscription's secret. A redirect is never followed. "
-                "Deprecated, sent for one more release: `X-Inftd-Timestamp` and "
-                "`X-Inftd-Signature` (sha256=HEX(HMAC_SHA256(secret, timestamp.body))).",
-                "parameters": [
-                    header("webhook-id", "The delivery: the same on every retry"),
-                    header("webhook-timestamp", "Unix seconds of this attempt"),
-                    header("webhook-signature", "v1,BASE64(HMAC_SHA256(key, id.timestamp.body))"),
-                    header("X-Inftd-Event", "The event type, as in the body's `event`"),
-                    header("X-Inftd-Delivery", "The delivery id, as in `webhook-id`"),
-                ],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": ref("AgentEvent")}},
-                },
-                "responses": {
-                    "2XX": {"description": "Delivered"},
-                    "default": {
-                        "description": "Anything else, a redirect included: retried with "
-                        "backoff, then a dead letter"
-                    },
-                },
-            }
-        }
-    }
-
-
 def section() -> Section:
     """Meta, agents, auth, webhooks and WebSockets: the routes of the API server itself."""
     return Section(
@@ -1043,5 +860,4 @@ def section() -> Section:
             **_schemas_websockets(),
         },
         parameters=_parameters(),
-        responses=_responses(),
     )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from inftd.daemon.server.contract.common import answer, error, ref
+
 Schema = dict[str, Any]
+__all__ = ["answer", "error", "ref"]
 
 # Owner routes: the agent's current owner (sign-in token) or the operator (API key).
 OWNER: list[dict[str, list[str]]] = [{"signIn": []}, {"operatorKey": []}]
@@ -16,10 +19,6 @@ STRING = {"type": "string"}
 TIME = {"type": "string", "format": "date-time"}
 BAD_BODY = ("malformed_json", "bad_request")  # read_json, then a body of the wrong shape
 NOT_FOUND = ("unknown_agent", "unknown_webhook")
-
-
-def ref(name: str, kind: str = "schemas") -> Schema:
-    return {"$ref": f"#/components/{kind}/{name}"}
 
 
 def nullable(schema: Schema) -> Schema:
@@ -40,19 +39,6 @@ def counts(description: str) -> Schema:
     return {"type": "object", "additionalProperties": COUNT, "description": description}
 
 
-def answer(description: str, schema: Schema | None = None, media: str = "application/json") -> Any:
-    response: dict[str, Any] = {
-        "description": description,
-        "headers": {
-            "X-Request-Id": ref("RequestId", "headers"),
-            "X-Inftd-Seq": ref("Seq", "headers"),
-        },
-    }
-    if schema is not None:
-        response["content"] = {media: {"schema": schema}}
-    return response
-
-
 # Reads from the live agents: a version to revalidate with, and a seq to wait for.
 VERSIONED_READ = [ref("MinSeq", "parameters"), ref("IfNoneMatch", "parameters")]
 
@@ -67,12 +53,6 @@ def versioned(description: str, schema: Schema, etag: str) -> dict[str, Any]:
         "304": ref("NotModified", "responses"),
         "400": error("minSeq is not a seq in decimal", "bad_min_seq"),
     }
-
-
-def error(description: str, *codes: str) -> Any:
-    """An error answer whose ``error.code`` is one of ``codes``."""
-    narrowed = {"properties": {"error": {"properties": {"code": {"enum": list(codes)}}}}}
-    return answer(description, {"allOf": [ref("Error"), narrowed]})
 
 
 def operation(

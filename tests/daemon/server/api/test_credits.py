@@ -25,14 +25,13 @@ from inftd.agents.errors import (
 )
 from inftd.daemon.cli.devnet import BUYER, FRIEND
 from inftd.daemon.server.api.credits import MAX_ADJUST_NOTE, api_error
-from inftd.daemon.server.app import MAX_BODY_BYTES
-from inftd.daemon.server.openapi import openapi_document
+from inftd.daemon.server.app import api_document
 from inftd.store.models import EventRecord
 from tests.support.api import OPERATOR_KEY, OpenApi, bearer, runtime_of, sign_in
 from tests.support.openapi import Operation, Spec
 
 Client = TestClient[web.Request, web.Application]
-SPEC = Spec(openapi_document(MAX_BODY_BYTES))
+SPEC = Spec(api_document())
 OPERATOR = bearer(OPERATOR_KEY)
 CREDITS = "/v1/agents/1/credits"
 ADJUST = "/v1/agents/1/credits/adjust"

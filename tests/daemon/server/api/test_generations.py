@@ -22,8 +22,7 @@ from inftd.daemon.generation.routing.recorder import MemoryRecorder
 from inftd.daemon.generation.routing.router import Router
 from inftd.daemon.generation.scheduler import GenerationService
 from inftd.daemon.providers.local import LocalProvider
-from inftd.daemon.server.app import MAX_BODY_BYTES
-from inftd.daemon.server.openapi import openapi_document
+from inftd.daemon.server.app import api_document
 from inftd.indexer.deployment import Deployment
 from tests.daemon.generation.support import FAST, ROUTING
 from tests.support.api import OPERATOR_KEY, OpenApi, bearer, runtime_of, sign_in
@@ -31,7 +30,7 @@ from tests.support.contracts import Contracts
 from tests.support.openapi import Operation, Spec
 
 Client = TestClient[web.Request, web.Application]
-SPEC = Spec(openapi_document(MAX_BODY_BYTES))
+SPEC = Spec(api_document())
 GENERATIONS = "/v1/agents/1/generations"
 TEXT = {"kind": "text", "prompt": "a lighthouse at dawn over a quiet harbour"}
 WAIT = 15.0  # seconds a test waits for a job that takes milliseconds

@@ -14,15 +14,14 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import func, insert, select
 
 from inftd.daemon.cli.devnet import BUYER, FRIEND, Anvil
-from inftd.daemon.server.app import MAX_BODY_BYTES
-from inftd.daemon.server.openapi import openapi_document
+from inftd.daemon.server.app import api_document
 from inftd.indexer.deployment import Deployment
 from inftd.store.models import Agent, Generation, LearningEntry
 from tests.support.api import OPERATOR_KEY, OpenApi, bearer, runtime_of, sign_in
 from tests.support.contracts import Contracts
 from tests.support.openapi import Operation, Spec
 
-SPEC = Spec(openapi_document(MAX_BODY_BYTES))
+SPEC = Spec(api_document())
 
 
 def operation_of(method: str, path: str) -> Operation:

@@ -18,8 +18,7 @@ from sqlalchemy import delete, select, update
 
 from inftd.daemon.cli.devnet import BUYER, DEPLOYER, FRIEND, MINTER, Anvil
 from inftd.daemon.relayer.relayer import Relayer, run_relayer
-from inftd.daemon.server.app import MAX_BODY_BYTES
-from inftd.daemon.server.openapi import openapi_document
+from inftd.daemon.server.app import api_document
 from inftd.indexer.deployment import Deployment
 from inftd.store.models import Generation, Mint
 from tests.daemon.relayer.conftest import settle
@@ -29,7 +28,7 @@ from tests.support.mints import finish_generations
 from tests.support.openapi import Spec
 
 Client = TestClient[web.Request, web.Application]
-SPEC = Spec(openapi_document(MAX_BODY_BYTES))
+SPEC = Spec(api_document())
 LEGACY = "/api/mint-generation-nft"
 FAST_RELAYER = {"poll_interval": 0.01, "backoff_base": 0.001, "backoff_max": 0.001}
 

@@ -17,8 +17,7 @@ from sqlalchemy import func, select
 
 from inftd.agents.messages import MAX_TEXT_CHARS, MESSAGES_PER_MINUTE
 from inftd.daemon.cli.devnet import BUYER, FRIEND, Anvil
-from inftd.daemon.server.app import MAX_BODY_BYTES
-from inftd.daemon.server.openapi import openapi_document
+from inftd.daemon.server.app import api_document
 from inftd.indexer.deployment import Deployment
 from inftd.store.models import AgentMessage, Collaboration, EventRecord, Memory
 from tests.support.api import OPERATOR_KEY, OpenApi, bearer, runtime_of, sign_in
@@ -27,7 +26,7 @@ from tests.support.openapi import Operation, Spec
 
 OPERATOR = bearer(OPERATOR_KEY)
 Client = TestClient[web.Request, web.Application]
-SPEC = Spec(openapi_document(MAX_BODY_BYTES))  # every answer here is checked against it
+SPEC = Spec(api_document())  # every answer here is checked against it
 
 
 @pytest.fixture

@@ -14,15 +14,14 @@ from aiohttp.test_utils import TestClient
 
 from inftd.daemon.cli.devnet import BUYER
 from inftd.daemon.generation.routing.recorder import CallRecord, DbRecorder
-from inftd.daemon.server.app import MAX_BODY_BYTES
-from inftd.daemon.server.openapi import openapi_document
+from inftd.daemon.server.app import api_document
 from tests.support.api import OPERATOR_KEY, OpenApi, bearer, runtime_of, sign_in
 from tests.support.openapi import Operation, Spec
 
 OPERATOR = bearer(OPERATOR_KEY)
 PATH = "/v1/analytics/providers"
 Client = TestClient[web.Request, web.Application]
-SPEC = Spec(openapi_document(MAX_BODY_BYTES))
+SPEC = Spec(api_document())
 
 
 @pytest.fixture
