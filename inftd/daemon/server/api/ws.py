@@ -82,8 +82,11 @@ class SocketSession:
             await self.ws.send_frame(text, WSMsgType.TEXT)
 
     async def snapshot(self, token_id: int) -> None:
+        # Decided afresh on each subscribe: an unsubscribed token's sale went unseen.
         if await may_see_private(self, token_id):
             self.sub.private_tokens.add(token_id)
+        else:
+            self.sub.private_tokens.discard(token_id)
         seq = self.runtime.hub.last_seq  # before the read: events after it follow live
         entry = await self.runtime.live.agent(token_id)
         await self.send(
@@ -184,6 +187,7 @@ async def _unsubscribe(session: SocketSession, command: dict[str, Any]) -> None:
     token_id = _command_token(command)
     if token_id is not None:
         session.sub.tokens.discard(token_id)
+        session.sub.private_tokens.discard(token_id)
     await session.send({"type": "unsubscribed", "tokenId": token_id})
 
 

@@ -245,6 +245,31 @@ async def test_a_sale_ends_the_old_owners_private_events_on_an_open_socket(
         assert seen == ["owner.changed", "generation.progress", "credits.changed"]
 
 
+async def test_a_seller_who_unsubscribed_before_the_sale_sees_no_private_event_after_it(
+    client: TestClient, chain: Anvil, deployment: Deployment
+) -> None:
+    """Unsubscribed, the socket does not follow the sale; subscribing again must not bring
+    back the private view it had as the owner."""
+    token = await sign_in(client, BUYER)  # BUYER owns agent 1, FRIEND agent 2
+    async with client.ws_connect("/v1/agents/2/ws", headers=bearer(token)) as seller:
+        await receive(seller)
+        await seller.send_json({"type": "subscribe", "tokenId": 1})
+        assert (await receive(seller))["type"] == "snapshot"
+        await seller.send_json({"type": "unsubscribe", "tokenId": 1})
+        assert (await receive(seller))["type"] == "unsubscribed"
+        Contracts(chain.url, deployment).transfer(1, FRIEND.address)
+        runtime = runtime_of(client)
+        await runtime.indexer.sync_once()
+        await seller.send_json({"type": "subscribe", "tokenId": 1})
+        assert (await receive(seller))["type"] == "snapshot"
+        await publish(client, (1, "credits.changed", {"n": 0}))
+        async with runtime.engine.begin() as conn:
+            await record_events(conn, [NewEvent("memory.added", 1, {"buyer's": 1}, private=True)])
+        await publish(client, (1, "credits.changed", {"n": 1}))
+        seen = [(await receive(seller))["event"] for _ in range(2)]
+        assert seen == ["credits.changed", "credits.changed"]
+
+
 async def test_indexed_chain_events_reach_subscribers(
     client: TestClient, chain: Anvil, deployment: Deployment
 ) -> None:
