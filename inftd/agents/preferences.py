@@ -1,6 +1,6 @@
 """An agent's preferences: a small flat JSON object the owner sets as a whole or patches.
 
-Values are strings, numbers or booleans; at most ``MAX_KEYS`` keys of at most
+Values are strings, numbers from -2^53 to 2^53 or booleans; at most ``MAX_KEYS`` keys of at most
 ``MAX_KEY_CHARS`` characters, and at most ``MAX_BYTES`` as compact JSON. Either change
 records ``agent.updated`` (``{"fields": ["preferences"]}``) in its transaction.
 """
@@ -22,6 +22,9 @@ from inftd.store.models import Agent
 MAX_BYTES = 16 * 1024  # size of the preferences as compact JSON
 MAX_KEYS = 50  # keys in the preferences object
 MAX_KEY_CHARS = 64  # characters in one key
+# Numbers every JSON reader holds exactly: PostgreSQL's jsonb keeps 1e21 as an integer of
+# 22 digits, which then no 64-bit writer (orjson) can write back, breaking the agent's reads.
+MAX_NUMBER = 2**53
 
 Preferences = dict[str, str | int | float | bool]
 
@@ -31,6 +34,8 @@ def _check_value(key: str, value: Any) -> None:
         raise BadPreferences(f"preference {key!r} must be a string, number or boolean")
     if isinstance(value, float) and not math.isfinite(value):
         raise BadPreferences(f"preference {key!r} must be a finite number")
+    if not isinstance(value, str) and abs(value) > MAX_NUMBER:
+        raise BadPreferences(f"preference {key!r} must be a number from -2^53 to 2^53")
 
 
 def validate_preferences(value: Any) -> Preferences:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -14,6 +15,7 @@ from inftd.agents.preferences import (
     MAX_BYTES,
     MAX_KEY_CHARS,
     MAX_KEYS,
+    MAX_NUMBER,
     set_preferences,
     validate_preferences,
 )
@@ -44,6 +46,9 @@ def test_flat_objects_of_strings_numbers_and_booleans_pass() -> None:
         ({"k": {"nested": 1}}, "string, number or boolean"),
         ({"k": float("nan")}, "finite"),
         ({"k": float("inf")}, "finite"),
+        ({"k": 1e21}, "from -2\\^53 to 2\\^53"),
+        ({"k": MAX_NUMBER + 1}, "from -2\\^53 to 2\\^53"),
+        ({"k": -float(MAX_NUMBER) * 2}, "from -2\\^53 to 2\\^53"),
         ({"": 1}, "1 to 64 characters"),
         ({"k" * (MAX_KEY_CHARS + 1): 1}, "1 to 64 characters"),
         ({f"k{i}": 1 for i in range(MAX_KEYS + 1)}, "at most 50 preferences"),
@@ -83,6 +88,18 @@ async def test_new_preferences_replace_the_old(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         stored = await conn.scalar(select(Agent.preferences).where(Agent.token_id == 1))
     assert stored == {"style": "noir", "n": 2}
+
+
+async def test_the_largest_numbers_come_back_as_they_went_in(engine: AsyncEngine) -> None:
+    """jsonb turns a float of integral value into an integer: within the bounds, still one
+    that every reader, and orjson, holds exactly."""
+    edges = {"high": MAX_NUMBER, "low": -MAX_NUMBER, "float": float(MAX_NUMBER), "f": 0.1}
+    async with engine.begin() as conn:
+        await set_preferences(conn, 1, edges)
+    async with engine.connect() as conn:
+        stored = await conn.scalar(select(Agent.preferences).where(Agent.token_id == 1))
+    assert stored == edges
+    assert orjson.loads(orjson.dumps(stored)) == edges
 
 
 async def test_unknown_agents_and_bad_values_change_nothing(engine: AsyncEngine) -> None:
