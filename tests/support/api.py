@@ -7,15 +7,18 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 
+import orjson
 from aiohttp.test_utils import TestClient, TestServer
 from eth_account import Account
 from eth_account.messages import encode_defunct
+from pydantic import ValidationError
 
 from inftd.daemon.cli.devnet import DevAccount
 from inftd.daemon.config import Settings
 from inftd.daemon.events.hub import Hub
 from inftd.daemon.runtime import Runtime, open_runtime
 from inftd.daemon.server.app import create_app
+from inftd.daemon.server.contract.wire import Wire
 from inftd.daemon.server.http import RUNTIME
 from inftd.indexer.deployment import Deployment
 from tests.support.schema import at_head
@@ -94,3 +97,13 @@ async def sign_in(client: TestClient, account: DevAccount) -> str:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def fits_model(model: type[Wire], document: bytes) -> bool:
+    """Whether ``document`` (an answer served as bytes) validates as ``model`` and is what
+    the model writes back: the document's description of it is exact."""
+    try:
+        parsed = model.model_validate_json(document)
+    except ValidationError:
+        return False
+    return bool(orjson.loads(parsed.to_json()) == orjson.loads(document))

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from inftd.daemon.errors import DaemonError
 from inftd.daemon.runtime import Runtime
-from inftd.daemon.server import asyncapi, openapi
+from inftd.daemon.server import asyncapi, metrics, openapi
 from inftd.daemon.server.api import (
     agents,
     analytics,
@@ -36,7 +36,7 @@ from inftd.daemon.server.api import (
 from inftd.daemon.server.api.dev import DemoAccount
 from inftd.daemon.server.cors import cors_middleware
 from inftd.daemon.server.http import RUNTIME, error_middleware, request_id_middleware
-from inftd.daemon.server.metrics import METRICS, HttpMetrics, metrics_endpoint, metrics_middleware
+from inftd.daemon.server.metrics import METRICS, HttpMetrics, metrics_middleware
 from inftd.daemon.server.ratelimits import RATE_LIMITER, RateLimiter, rate_limit_middleware
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def create_app(runtime: Runtime, demo: Sequence[tuple[str, DemoAccount]] = ()) -
 
 def add_api_routes(app: web.Application, demo: Sequence[tuple[str, DemoAccount]] = ()) -> None:
     """Every route of the API (the document is built from them)."""
-    app.router.add_get("/metrics", metrics_endpoint)
+    metrics.add_routes(app)
     status.add_routes(app)
     packages.add_routes(app)
     agents.add_routes(app)

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the API, in a registry per app so several apps can share a process."""
+"""Prometheus metrics of the API, in a registry per app so several apps can share a process;
+served at ``GET /metrics``."""
 
 from __future__ import annotations
 
@@ -9,17 +10,19 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
-from inftd.daemon.server.api.status import status_document
+from inftd.daemon.server.api.status import META, IndexerStatus, status_document
+from inftd.daemon.server.contract.routes import Answer, Routes
 from inftd.daemon.server.http import RUNTIME, Handler
 
-INDEXER_GAUGES = (  # (key in /v1/status "indexer", metric name, help)
-    ("headBlock", "chain_head_block", "Latest block of the chain"),
-    ("indexedBlock", "indexed_block", "Latest block the indexer has read"),
-    ("confirmedBlock", "confirmed_block", "Latest block whose events took effect"),
-    ("lagBlocks", "indexer_lag_blocks", "Blocks between the head and the indexer"),
+ROUTES = Routes("meta", META)
+INDEXER_GAUGES = (  # (field of /v1/status's IndexerStatus, metric name, help)
+    ("head_block", "chain_head_block", "Latest block of the chain"),
+    ("indexed_block", "indexed_block", "Latest block the indexer has read"),
+    ("confirmed_block", "confirmed_block", "Latest block whose events took effect"),
+    ("lag_blocks", "indexer_lag_blocks", "Blocks between the head and the indexer"),
     ("reorgs", "indexer_reorgs", "Reorgs the indexer rolled back"),
-    ("pendingEvents", "pending_events", "Events stored but not yet confirmed"),
-    ("projectionProblems", "projection_problems", "Events that could not be applied"),
+    ("pending_events", "pending_events", "Events stored but not yet confirmed"),
+    ("projection_problems", "projection_problems", "Events that could not be applied"),
 )
 
 
@@ -68,15 +71,14 @@ class HttpMetrics:
             )
         counter.inc()
 
-    def observe_status(self, status: dict[str, Any]) -> None:
-        indexer = status["indexer"]
+    def observe_status(self, indexer: IndexerStatus) -> None:
         for key, gauge in self.indexer.items():
-            value = indexer.get(key)
+            value = getattr(indexer, key)
             if value is not None:
                 gauge.set(value)
-        for kind, count in indexer["eventsByKind"].items():
+        for kind, count in indexer.events_by_kind.items():
             self.events.labels(kind).set(count)
-        for outcome, count in indexer["webhook"].items():
+        for outcome, count in indexer.webhook.items():
             self.webhook.labels(outcome).set(count)
 
 
@@ -98,8 +100,18 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     return response
 
 
+@ROUTES.get(
+    "/metrics",
+    "metrics",
+    "Prometheus metrics: HTTP requests and latency by route, the indexer's figures",
+    ok=Answer("Prometheus text exposition", str, media="text/plain"),
+    limited=False,
+)
 async def metrics_endpoint(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
-    metrics.observe_status(await status_document(request.app[RUNTIME]))
+    metrics.observe_status((await status_document(request.app[RUNTIME])).indexer)
     body = generate_latest(metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+add_routes = ROUTES.add_to

@@ -11,12 +11,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from inftd.daemon.auth.tokens import Principal
 from inftd.daemon.cli.devnet import BUYER, FRIEND, MINTER, Anvil
 from inftd.daemon.config import Settings
 from inftd.daemon.runtime import open_runtime
-from inftd.daemon.server.access import require_operator
 from inftd.daemon.server.app import create_app
-from inftd.daemon.server.http import json_response
+from inftd.daemon.server.contract.routes import OPERATOR, Answer, Routes
+from inftd.daemon.server.contract.wire import Wire
 from inftd.indexer.deployment import Deployment
 from tests.support.api import bearer, nonce_for, runtime_of, sign, sign_in
 from tests.support.contracts import Contracts
@@ -25,9 +26,23 @@ from tests.support.schema import at_head
 OPERATOR_KEY = "op-key-0123456789-abcdef"
 
 
-async def operator_only(request: web.Request) -> web.Response:
-    principal = require_operator(request)
-    return json_response({"operator": principal.operator})
+# Declared like the API's routes: the app refuses to start with a route it cannot document.
+TEST_ROUTES = Routes("test", "Routes of this test only")
+
+
+class Operator(Wire):
+    operator: bool
+
+
+@TEST_ROUTES.get(
+    "/test/operator-only",
+    "operatorOnly",
+    "The operator only",
+    ok=Answer("Yes", Operator),
+    auth=OPERATOR,
+)
+async def operator_only(request: web.Request, principal: Principal) -> Operator:
+    return Operator(operator=principal.operator)
 
 
 @pytest.fixture
@@ -45,7 +60,7 @@ async def client(
     at_head(settings.database)
     async with open_runtime(settings, deployment) as runtime:
         app = create_app(runtime)
-        app.router.add_get("/test/operator-only", operator_only)
+        TEST_ROUTES.add_to(app)
         async with TestClient(TestServer(app)) as client:
             yield client
 

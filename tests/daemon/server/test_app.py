@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import typing
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from inftd.daemon.cli.devnet import Anvil
-from inftd.daemon.config import Settings
+from inftd.daemon.config import ROLES, Settings
 from inftd.daemon.errors import DaemonError
 from inftd.daemon.runtime import Runtime, open_runtime
+from inftd.daemon.server.api.status import Role
 from inftd.daemon.server.http import RUNTIME, error_middleware
 from inftd.indexer.deployment import Deployment
 from inftd.store import migrate
@@ -79,6 +81,10 @@ async def test_status_reports_chain_deployment_and_database(
     assert again["indexer"]["lagBlocks"] == 0
     assert again["indexer"]["reorgs"] == 0
     assert again["indexer"]["halted"] is None
+
+
+def test_the_status_documents_the_roles_there_are() -> None:
+    assert typing.get_args(Role) == ROLES
 
 
 async def test_no_secret_or_rpc_url_in_status(client: TestClient, chain: Anvil) -> None:

@@ -310,5 +310,8 @@ class Routes:
         app.setdefault(TAGS, {})[self.tag] = self.description
         contract = app.setdefault(CONTRACT, {})
         for route, serve in self.declared:
-            app.router.add_route(route.method, route.path, serve)
+            if route.method == "GET":  # and HEAD, as aiohttp's add_get (RFC 9110 9.3.2)
+                app.router.add_get(route.path, serve)
+            else:
+                app.router.add_route(route.method, route.path, serve)
             contract[(route.method, route.path)] = route

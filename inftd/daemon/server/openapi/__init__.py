@@ -1,20 +1,24 @@
 """The API's OpenAPI 3.1 document, served at ``GET /openapi.json``.
 
-The document is generated from the routes the app serves (``inftd.daemon.server.contract``).
-The sections here still describe, as hand-built dicts, the operations not yet declared at
-their handlers; each area of the API has its own module, joined here, refusing two
-sections that define the same path or component.
+The document is generated from the routes the app serves (``inftd.daemon.server.contract``),
+once, when the app starts. The sections here still describe, as hand-built dicts, the
+operations not yet declared at their handlers; each area of the API has its own module,
+joined here, refusing two sections that define the same path or component.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from aiohttp import web
+from pydantic import WithJsonSchema
+from typing_extensions import TypeAliasType
 
+from inftd.daemon.server.api.status import META
 from inftd.daemon.server.contract.document import openapi_document
+from inftd.daemon.server.contract.routes import Answer, Routes
 from inftd.daemon.server.openapi import (
     base,
     console,
@@ -22,15 +26,28 @@ from inftd.daemon.server.openapi import (
     generations,
     learning,
     mints,
-    processes,
     social,
     spend,
     statesync,
 )
 from inftd.daemon.server.openapi.section import Section
 
-PATH = base.PATH
+PATH = "/openapi.json"
 OPENAPI = web.AppKey("openapi", dict[str, bytes])  # "json": the document, built at start
+ROUTES = Routes("meta", META)
+OpenApiDocument = TypeAliasType(
+    "OpenApiDocument",
+    Annotated[
+        dict[str, Any],
+        WithJsonSchema(
+            {
+                "type": "object",
+                "required": ["openapi", "info", "paths", "components"],
+                "properties": {"openapi": {"const": "3.1.0"}},
+            }
+        ),
+    ],
+)
 
 # Every section of the document, in the order its tags are listed.
 SECTIONS: tuple[Callable[[], Section], ...] = (
@@ -38,7 +55,6 @@ SECTIONS: tuple[Callable[[], Section], ...] = (
     credits.section,
     generations.section,
     mints.section,
-    processes.section,
     console.section,
     learning.section,
     social.section,
@@ -75,6 +91,9 @@ def document(app: web.Application, max_body_bytes: int) -> dict[str, Any]:
     return openapi_document(app, max_body_bytes, legacy_document())
 
 
+@ROUTES.get(
+    PATH, "openapi", "This document", ok=Answer("The OpenAPI 3.1 document", OpenApiDocument)
+)
 async def openapi_endpoint(request: web.Request) -> web.Response:
     return web.Response(body=request.app[OPENAPI]["json"], content_type="application/json")
 
@@ -88,5 +107,5 @@ def add_routes(app: web.Application, max_body_bytes: int) -> None:
         built["json"] = orjson.dumps(document(app, max_body_bytes))
 
     app[OPENAPI] = built
-    app.router.add_get(PATH, openapi_endpoint)
+    ROUTES.add_to(app)
     app.on_startup.append(build)

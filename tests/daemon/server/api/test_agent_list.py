@@ -81,6 +81,8 @@ async def test_agents_are_paged_by_token_id(
         ({"after": "x"}, "bad_after"),
         ({"after": "1.5"}, "bad_after"),
         ({"after": "9" * 80}, "bad_after"),
+        ({"after": str(2**256)}, "bad_after"),  # beyond a uint256: was an empty page
+        ({"after": "9" * 78}, "bad_after"),
     ],
 )
 async def test_bad_paging_is_a_400(client: TestClient, params: dict[str, str], code: str) -> None:

@@ -1,4 +1,5 @@
-"""PUT /v1/agents/{tokenId}/preferences as the owner: shapes accepted and refused.
+"""PUT /v1/agents/{tokenId}/preferences as the owner: shapes accepted and refused; and the
+live documents of GET /v1/agents(/{tokenId}) are what their models in the document say.
 
 Who may call it is tested in tests/daemon/server/test_access.py.
 """
@@ -6,12 +7,18 @@ Who may call it is tested in tests/daemon/server/test_access.py.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient
+from sqlalchemy import insert, update
 
 from inftd.daemon.cli.devnet import BUYER
-from tests.support.api import OpenApi, bearer, sign_in
+from inftd.daemon.server.api.agents import Agent, AgentList
+from inftd.store.models import Agent as AgentRow
+from inftd.store.models import Generation, LearningEntry
+from tests.support.api import OpenApi, bearer, fits_model, runtime_of, sign_in
 
 
 @pytest.fixture
@@ -67,3 +74,46 @@ async def test_a_bad_token_id_is_a_400_and_a_huge_one_unknown(
     response = await client.put(f"/v1/agents/{2**256 - 1}/preferences", json={}, headers=owner)
     assert response.status == 404
     assert (await response.json())["error"]["code"] == "unknown_agent"
+
+
+AT = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+GENERATED = {
+    "id": "00000000-0000-4000-8000-000000000001",
+    "token_id": 1,
+    "kind": "image",
+    "prompt": "a harbour",
+    "source": "api",
+    "status": "succeeded",
+    "provider": "local",
+    "content_uri": "ipfs://art",
+    "content_hash": "0x" + "cd" * 32,
+    "created_at": AT,
+}
+LEARNED = [
+    {"token_id": 1, "rating": 5, "tags": ["warm"], "note": "lovely", "created_at": AT},
+    {"token_id": 1, "rating": 1, "tags": [], "note": None},
+]
+META = {"uri": "ipfs://meta", "stateHash": "0x" + "ab" * 32}
+
+
+async def test_the_live_documents_are_what_their_models_say(
+    client: TestClient, owner: dict[str, str]
+) -> None:
+    """Every field views.py writes, with entries in each list, validated by the models the
+    document describes them with (they are served as bytes, never through the models)."""
+    async with runtime_of(client).engine.begin() as conn:
+        influences = {"agent_metadata": META, "collection_influences": ["noir", "pop"]}
+        await conn.execute(update(AgentRow).where(AgentRow.token_id == 1).values(influences))
+        await conn.execute(insert(Generation).values(GENERATED))
+        await conn.execute(insert(LearningEntry).values(LEARNED))
+    prefs = {"style": "noir", "steps": 30, "temperature": 0.7, "nsfw": False, "big": 2**64 - 1}
+    await client.put("/v1/agents/1/preferences", json=prefs, headers=owner)
+
+    document = await (await client.get("/v1/agents/1")).read()
+    assert fits_model(Agent, document)
+    agent = orjson.loads(document)
+    assert (len(agent["learningData"]), len(agent["generatedContent"])) == (2, 1)
+    assert (agent["preferences"], agent["agentStateHash"]) == (prefs, META["stateHash"])
+    assert fits_model(AgentList, await (await client.get("/v1/agents")).read())
+    first = await (await client.get("/v1/agents", params={"limit": "1"})).read()
+    assert fits_model(AgentList, first)

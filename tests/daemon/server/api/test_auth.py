@@ -150,6 +150,11 @@ async def test_an_expired_nonce_is_refused(client: TestClient) -> None:
         (b"[]", "bad_request"),
         (b'{"message": "x"}', "bad_request"),
         (b'{"message": 1, "signature": "0x"}', "bad_request"),
+        # The document's bounds, refused before the message is read (were 401s, or ignored)
+        (b'{"message": "x", "signature": "0xzz"}', "bad_request"),
+        (b'{"message": "x", "signature": "0x' + b"ab" * 8193 + b'"}', "bad_request"),
+        (b'{"message": "' + b"x" * 8193 + b'", "signature": "0x00"}', "bad_request"),
+        (b'{"message": "x", "signature": "0x00", "more": 1}', "bad_request"),
     ],
 )
 async def test_a_malformed_login_body_is_a_400(client: TestClient, body: bytes, code: str) -> None:

@@ -37,12 +37,14 @@ from inftd.daemon.generation.routing.router import Router
 from inftd.daemon.generation.scheduler import GenerationService
 from inftd.daemon.providers.local import LocalProvider
 from inftd.daemon.relayer.relayer import Relayer
+from inftd.daemon.server.api.agents import Agent as AgentModel
+from inftd.daemon.server.api.agents import AgentList
 from inftd.indexer.deployment import Deployment
 from inftd.store.db import create_async
 from inftd.store.models import Agent, EventRecord
 from tests.daemon.generation.support import FAST, ROUTING
 from tests.daemon.relayer.conftest import settle
-from tests.support.api import OPERATOR_KEY, OpenApi, bearer, runtime_of, sign_in
+from tests.support.api import OPERATOR_KEY, OpenApi, bearer, fits_model, runtime_of, sign_in
 from tests.support.contracts import Contracts
 from tests.support.processes import until
 
@@ -106,6 +108,8 @@ async def copies_that_differ(client: Client, live: LiveAgents) -> list[str]:
                 wrong.append(f"agent {entry.token_id}: version {entry.version}, not {version}")
             if entry.document != orjson.dumps(await agent_state(conn, entry.token_id)):
                 wrong.append(f"agent {entry.token_id}: document {entry.document[:300]!r}")
+            if entry.exists and not fits_model(AgentModel, entry.document):
+                wrong.append(f"agent {entry.token_id}: not as documented {entry.document!r}")
             for (_, gid), (view, _size) in entry.extras.items():
                 if view != await generation_unminted(conn, gid):
                     wrong.append(f"generation {gid} of agent {entry.token_id}: {view}")
@@ -114,6 +118,8 @@ async def copies_that_differ(client: Client, live: LiveAgents) -> list[str]:
             following = summaries[-1]["packageTokenId"] if more else None
             if orjson.loads(page.body) != {"agents": summaries, "next": following}:
                 wrong.append(f"page after {page.after}, limit {page.limit}: {page.body[:300]!r}")
+            if not fits_model(AgentList, page.body):
+                wrong.append(f"page after {page.after}: not as documented {page.body!r}")
     return wrong
 
 
