@@ -17,7 +17,6 @@ from aiohttp import web
 from inftd.daemon.server.contract.document import openapi_document
 from inftd.daemon.server.openapi import (
     base,
-    console,
     credits,
     generations,
     learning,
@@ -39,7 +38,6 @@ SECTIONS: tuple[Callable[[], Section], ...] = (
     generations.section,
     mints.section,
     processes.section,
-    console.section,
     learning.section,
     social.section,
     spend.section,

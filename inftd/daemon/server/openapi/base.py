@@ -8,7 +8,6 @@ from inftd.agents import preferences
 from inftd.daemon.events.push import MAX_URL
 from inftd.daemon.server.api.agents import LIST_PAGE, MAX_LIST_PAGE, MAX_TOKEN_DIGITS
 from inftd.daemon.server.api.push import DEAD_LETTERS_PAGE, MAX_EVENT_TYPES, MAX_SUBSCRIPTIONS
-from inftd.daemon.server.openapi import learning
 from inftd.daemon.server.openapi.parts import (
     ADDRESS,
     BAD_BODY,
@@ -169,7 +168,6 @@ def _paths_agents() -> dict[str, Any]:
                 security=OWNER,
                 requestBody=json_body(ref("Preferences"), "The agent's new preferences"),
             ),
-            "patch": learning.patch_preferences(),
         },
     }
 
