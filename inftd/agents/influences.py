@@ -49,7 +49,6 @@ SHARED_WINDOW = 2000  # newest ratings of opted-in agents in the shared view
 MIN_SHARED_AGENTS = 3  # distinct agents that must have rated a style before it is shown
 MIN_SHARED_RATING = 3.5  # average rating a style needs to count as rating well
 SHARED_PRIOR = 5  # ratings of a neutral 3 blended into each average before ranking
-LISTED = 10  # entries listed per source
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,17 +57,11 @@ class StyleScore:
     score: float
     agents: int = 1  # how many agents it comes from
 
-    def as_json(self) -> dict[str, Any]:
-        return {"style": self.style, "score": round(self.score, 4), "agents": self.agents}
-
 
 @dataclass(frozen=True, slots=True)
 class Lender:
     token_id: int
     styles: list[StyleScore]
-
-    def as_json(self) -> dict[str, Any]:
-        return {"tokenId": self.token_id, "styles": [s.as_json() for s in self.styles]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +70,6 @@ class SharedStyle:
     average_rating: float
     ratings: int
 
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "style": self.style,
-            "averageRating": round(self.average_rating, 2),
-            "ratings": self.ratings,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class Influences:
@@ -91,14 +77,6 @@ class Influences:
     collection: list[StyleScore] = field(default_factory=list)
     collaborators: list[Lender] = field(default_factory=list)
     shared: list[SharedStyle] | None = None  # None: the agent did not opt in
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "styles": self.styles,
-            "collection": [s.as_json() for s in self.collection[:LISTED]],
-            "collaborators": [lender.as_json() for lender in self.collaborators],
-            "shared": None if self.shared is None else [s.as_json() for s in self.shared[:LISTED]],
-        }
 
 
 def lendable_styles(evolution: Mapping[str, Any] | None, now: datetime) -> list[StyleScore]:

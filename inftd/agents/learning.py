@@ -61,7 +61,7 @@ from inftd.agents.errors import (
 )
 from inftd.agents.events import NewEvent, record_events
 from inftd.agents.memory import DEFAULT_MAX_PER_AGENT, remember
-from inftd.agents.views import iso, reset_after
+from inftd.agents.views import reset_after
 from inftd.agents.writer import AgentWriter
 from inftd.store.models import Agent, Generation, LearningEntry, table_of
 
@@ -114,8 +114,34 @@ class Lesson:
 
 
 @dataclass(frozen=True, slots=True)
+class Entry:
+    """A stored learning entry: one rating of a generation (a collaborator's has no note)."""
+
+    id: int
+    token_id: int
+    generation_id: str | None
+    rating: int
+    tags: list[str]
+    note: str | None
+    created_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> Entry:
+        """From a row's mapping (or the values inserted, with the new id)."""
+        return cls(
+            row["id"],
+            row["token_id"],
+            row["generation_id"],
+            row["rating"],
+            list(row["tags"] or []),
+            row["note"],
+            row["created_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class FeedbackOutcome:
-    entry: dict[str, Any]  # the learning entry as the API shows it
+    entry: Entry
     level: int
     experience: int
     collaborator: int | None  # the other agent the generation teaches
@@ -389,22 +415,9 @@ async def _entry_of(conn: AsyncConnection, token_id: int, generation_id: str) ->
     return (await conn.execute(query.order_by(LearningEntry.id).limit(1))).first()
 
 
-def entry_json(row: Mapping[Any, Any]) -> dict[str, Any]:
-    """A learning entry (a row's mapping) as the API shows it."""
-    return {
-        "id": row["id"],
-        "packageTokenId": row["token_id"],
-        "generationId": row["generation_id"],
-        "rating": row["rating"],
-        "tags": list(row["tags"] or []),
-        "note": row["note"],
-        "createdAt": iso(row["created_at"]),
-    }
-
-
 async def _insert_entry(
     conn: AsyncConnection, token_id: int, generation_id: str, feedback: Feedback, now: datetime
-) -> dict[str, Any]:
+) -> Entry:
     values = {
         "token_id": token_id,
         "generation_id": generation_id,
@@ -416,7 +429,7 @@ async def _insert_entry(
     entry_id = (
         await conn.execute(insert(LearningEntry).values(values).returning(LearningEntry.id))
     ).scalar_one()
-    return entry_json({"id": entry_id, **values})
+    return Entry.from_row({"id": entry_id, **values})
 
 
 def _memory_text(generation: Any, feedback: Feedback, collaborator_of: int | None) -> str:
@@ -445,7 +458,7 @@ async def _teach(
     feedback: Feedback,
     share: float,
     now: datetime,
-) -> tuple[dict[str, Any], list[NewEvent], int]:
+) -> tuple[Entry, list[NewEvent], int]:
     """Store the entry and the lesson for ``agent``; returns the entry, events, experience."""
     entry = await _insert_entry(conn, agent.token_id, generation.id, feedback, now)
     signals = signals_of(generation.options, generation.provider, generation.model, feedback.tags)
@@ -454,7 +467,7 @@ async def _teach(
     experience = agent.experience + points
     await _store_progress(conn, agent, experience, now, evolution=evolution)
     received = {
-        "entryId": entry["id"],
+        "entryId": entry.id,
         "generationId": generation.id,
         "rating": feedback.rating,
         "tags": list(feedback.tags),
@@ -658,7 +671,7 @@ async def learning_entries(
     evolution: Mapping[str, Any] | None,
     limit: int,
     before: int | None,
-) -> list[dict[str, Any]]:
+) -> list[Entry]:
     """The visible entries (after the last reset), newest first, with ids below ``before``."""
     query = select(LearningEntry).where(
         LearningEntry.token_id == token_id, LearningEntry.id > reset_after(evolution)
@@ -666,4 +679,4 @@ async def learning_entries(
     if before is not None:
         query = query.where(LearningEntry.id < before)
     rows = await conn.execute(query.order_by(LearningEntry.id.desc()).limit(limit))
-    return [entry_json(r._mapping) for r in rows]
+    return [Entry.from_row(r._mapping) for r in rows]

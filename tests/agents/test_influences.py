@@ -4,6 +4,7 @@ and the anonymous shared view, built only from and given only to agents that opt
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import fields
 from datetime import timedelta
 from typing import Any
 
@@ -138,9 +139,9 @@ async def test_the_shared_view_is_anonymous_and_only_from_and_for_opted_in_agent
     await share(engine, 1, True)
     async with engine.connect() as conn:
         found = await influences_of(conn, 1, NOW)
-        shown = found.as_json()["shared"]
-    assert shown == [{"style": "ukiyo-e", "averageRating": 5.0, "ratings": 3}]
-    assert {key for item in shown for key in item} == {"style", "averageRating", "ratings"}
+    assert found.shared == [SharedStyle("ukiyo-e", 5.0, 3)]
+    # What the shared view holds of a style: nothing that names an agent or an owner.
+    assert [f.name for f in fields(SharedStyle)] == ["style", "average_rating", "ratings"]
     assert "ukiyo-e" in found.styles
 
     await share(engine, sharing[0], False)  # its ratings leave the view at once

@@ -188,8 +188,8 @@ async def feedback_on(engine: AsyncEngine, token_id: int, generation_id: str) ->
 
 async def test_feedback_stores_an_entry_teaches_and_remembers(engine: AsyncEngine) -> None:
     outcome = await rate(engine, 1, 5, {"style": "noir", "subject": "harbour"}, tags=["moody"])
-    assert outcome.entry["rating"] == 5
-    assert outcome.entry["tags"] == ["moody"]
+    assert outcome.entry.rating == 5
+    assert outcome.entry.tags == ["moody"]
     assert (outcome.experience, outcome.level, outcome.collaborator) == (XP_FEEDBACK, 1, None)
     agent = await agent_row(engine, 1)
     weights = current_weights(agent.evolution, NOW)
@@ -205,7 +205,7 @@ async def test_feedback_stores_an_entry_teaches_and_remembers(engine: AsyncEngin
     assert memory.kind == "feedback"
     assert "5/5" in memory.text
     assert "moody" in memory.text
-    assert memory.source_id == outcome.entry["generationId"]
+    assert memory.source_id == outcome.entry.generation_id
     assert state["learningData"][0]["rating"] == 5
     assert state["experience"] == XP_FEEDBACK
 
@@ -264,8 +264,8 @@ async def test_a_collaborative_generation_teaches_both_agents(engine: AsyncEngin
         (taught,) = await learning_entries(conn, 2, collaborator.evolution, 10, None)
         assert await event_types(conn, 2) == ["feedback.received", "agent.updated", "memory.added"]
         assert await untaught_collaborations(conn, 10) == []
-    assert taught["generationId"] == outcome.entry["generationId"]
-    assert taught["note"] is None
+    assert taught.generation_id == outcome.entry.generation_id
+    assert taught.note is None
     assert await count(engine, LearningEntry, 3) == 0
 
 
@@ -300,19 +300,19 @@ async def test_reset_forgets_the_weights_and_entries_but_not_experience(
         assert await learning_entries(conn, 1, agent.evolution, 10, None) == []
         assert (await agent_state(conn, 1))["learningData"] == []
     with pytest.raises(FeedbackExists):  # the entries are hidden, not deleted
-        await feedback_on(engine, 1, first.entry["generationId"])
+        await feedback_on(engine, 1, first.entry.generation_id)
     fresh = await rate(engine, 1, 5, {"style": "pop"}, now=NOW + timedelta(seconds=1))
     agent = await agent_row(engine, 1)
     async with engine.connect() as conn:
         shown = await learning_entries(conn, 1, agent.evolution, 10, None)
-    assert [e["id"] for e in shown] == [fresh.entry["id"]]
+    assert [e.id for e in shown] == [fresh.entry.id]
     assert current_weights(agent.evolution, NOW)["styles"] == {"pop": 1.0}
 
 
 async def test_learning_entries_page_backwards_by_id(engine: AsyncEngine) -> None:
-    ids = [(await rate(engine, 1, 4, NOIR)).entry["id"] for _ in range(5)]
+    ids = [(await rate(engine, 1, 4, NOIR)).entry.id for _ in range(5)]
     agent = await agent_row(engine, 1)
     async with engine.connect() as conn:
         page = await learning_entries(conn, 1, agent.evolution, 2, None)
-        rest = await learning_entries(conn, 1, agent.evolution, 10, page[-1]["id"])
-    assert [e["id"] for e in page + rest] == ids[::-1]
+        rest = await learning_entries(conn, 1, agent.evolution, 10, page[-1].id)
+    assert [e.id for e in page + rest] == ids[::-1]

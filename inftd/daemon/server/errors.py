@@ -26,6 +26,7 @@ from inftd.agents.errors import (
     OverCommit,
     OverRefund,
     SelfCollaboration,
+    SelfMessage,
     UnknownAgent,
     UnknownCollaboration,
     UnknownGeneration,
@@ -50,6 +51,7 @@ DOMAIN_ERRORS: Mapping[type[Exception], tuple[int, str]] = {
     BadPreferences: (400, "bad_preferences"),
     BadMemory: (400, "bad_memory"),
     BadMessage: (400, "bad_message"),
+    SelfMessage: (400, "self_message"),  # a BadMessage with its own code
     UnknownMessage: (404, "unknown_message"),
     SelfCollaboration: (400, "self_collaboration"),
     UnknownCollaboration: (404, "unknown_collaboration"),

@@ -13,17 +13,24 @@ import hashlib
 import re
 from dataclasses import dataclass
 from importlib.resources import files
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 
-from inftd.daemon.server.http import ApiError
+from inftd.daemon.server.contract.common import STRING, ref
+from inftd.daemon.server.contract.routes import Answer, Routes
+from inftd.daemon.server.contract.wire import PathValue
 
+ROUTES = Routes("console", "The web console: agents, live credits and generations, sign-in")
 INDEX = "index.html"
-ASSETS = {  # name -> media type
+AssetName = Literal["console.js", "console.css", "icon.svg"]
+ASSETS: dict[AssetName, str] = {  # name -> media type
     "console.js": "text/javascript",
     "console.css": "text/css",
     "icon.svg": "image/svg+xml",
 }
+# Only these names are routed to a file: any other is no such file.
+FileName = Annotated[AssetName, PathValue("not_found", "A file of the console", status=404)]
 # Revalidate on every load (with the ETag): the names carry no version, and a daemon
 # upgrade must reach the page at once.
 CACHE_CONTROL = "no-cache"
@@ -60,9 +67,8 @@ CONSOLE = web.AppKey("console", dict[str, Asset])
 def load_assets() -> dict[str, Asset]:
     """The page and its files, by name, from the installed package."""
     folder = files("inftd.daemon.server") / "console"
-    media = {INDEX: "text/html", **ASSETS}
     assets = {}
-    for name, kind in media.items():
+    for name, kind in ((INDEX, "text/html"), *ASSETS.items()):
         body = (folder / name).read_bytes()
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
         assets[name] = Asset(body, kind, etag)
@@ -91,18 +97,43 @@ def _answer(request: web.Request, asset: Asset) -> web.Response:
     return web.Response(body=asset.body, content_type=asset.media, charset="utf-8", headers=headers)
 
 
+HEADERS: dict[str, Any] = {  # of a file's answer
+    "ETag": {"description": "Send it back in If-None-Match", "schema": STRING},
+    "Cache-Control": {"schema": {"const": CACHE_CONTROL}},
+    "Content-Security-Policy": {
+        "description": "Only this server's files; connections only to this server",
+        "schema": STRING,
+    },
+}
+NOT_MODIFIED = Answer("Not modified: If-None-Match names the current ETag", status=304)
+REVALIDATE = (ref("IfNoneMatch", "parameters"),)
+
+
+@ROUTES.get(
+    "/",
+    "console",
+    "The console page",
+    ok=(Answer("The page", str, media="text/html", headers=HEADERS), NOT_MODIFIED),
+    parameters=REVALIDATE,
+)
 async def index(request: web.Request) -> web.Response:
     return _answer(request, request.app[CONSOLE][INDEX])
 
 
-async def asset(request: web.Request) -> web.Response:
-    name = request.match_info["file"]
-    if name not in ASSETS:
-        raise ApiError(404, "not_found", "no such console file")
-    return _answer(request, request.app[CONSOLE][name])
+@ROUTES.get(
+    "/console/{file}",
+    "consoleFile",
+    "The console's script, stylesheet and icon",
+    ok=(
+        *(Answer("The file", str, media=m, headers=HEADERS) for m in sorted(set(ASSETS.values()))),
+        NOT_MODIFIED,
+    ),
+    parameters=REVALIDATE,
+)
+async def asset(request: web.Request, file: FileName) -> web.Response:
+    return _answer(request, request.app[CONSOLE][file])
 
 
 def add_routes(app: web.Application) -> None:
     app[CONSOLE] = load_assets()
-    app.router.add_get("/", index)
-    app.router.add_get("/console/{file}", asset)
+    ROUTES.add_to(app)

@@ -78,7 +78,7 @@ def error_codes(route: Route) -> dict[int, list[str]]:
         listed.extend(name for name in names if name not in listed)
 
     for param in route.path_params:
-        add(400, param.meta.code)
+        add(param.meta.status, param.meta.code)
     for status, names in route.auth.errors.items():
         add(status, *names)
     if route.query is not None:
@@ -98,7 +98,7 @@ def _error_answer(status: int, codes: list[str]) -> Any:
         if shared_status == status and tuple(codes) == shared_codes:
             return ref(name, "responses")
     described = common.error(f"Error codes: {', '.join(codes)}", *codes)
-    if "busy" in codes:
+    if "busy" in codes or status == 429:
         described["headers"]["Retry-After"] = common.RETRY_AFTER
     return described
 
@@ -111,6 +111,10 @@ def _responses(route: Route, schemas: Schemas) -> dict[str, Any]:
         described["headers"].update(given.headers)
         if given.links:
             described["links"] = dict(given.links)
+        same = answers.get(str(given.status))
+        if same is not None and "content" in described:  # one more media type of it
+            same.setdefault("content", {}).update(described["content"])
+            continue
         answers[str(given.status)] = described
     if route.versioned:
         ok = answers[str(route.success())]["headers"]
@@ -120,10 +124,13 @@ def _responses(route: Route, schemas: Schemas) -> dict[str, Any]:
     codes = error_codes(route)
     if 503 in codes:
         codes[503] = ["busy", *(code for code in codes[503] if code != "busy")]
+    if route.limited:  # a route's own 429s join the rate limit's
+        codes[429] = [
+            "rate_limited",
+            *(code for code in codes.get(429, ()) if code != "rate_limited"),
+        ]
     for status, names in codes.items():
         answers[str(status)] = _error_answer(status, names)
-    if route.limited:
-        answers["429"] = ref("RateLimited", "responses")
     answers["500"] = ref("InternalError", "responses")
     answers.setdefault("503", ref("Busy", "responses"))
     return dict(sorted(answers.items()))

@@ -44,7 +44,8 @@ INJECTED = frozenset({"request", "query", "body", "principal"})
 
 @dataclass(frozen=True)
 class Answer:
-    """One documented answer; ``model`` is any type pydantic describes, None for no body."""
+    """One documented answer; ``model`` is any type pydantic describes, None for no body.
+    Answers of one status in several media types are one answer of the document."""
 
     description: str
     model: Any = None
@@ -169,7 +170,8 @@ def _path_value(request: web.Request, param: PathParam) -> Any:
         return param.adapter.validate_python(raw)
     except ValidationError as exc:
         reason = exc.errors(include_url=False)[0]["msg"]
-        raise ApiError(400, param.meta.code, f"{param.name}: {reason} (got {raw!r})") from None
+        message = f"{param.name}: {reason} (got {raw!r})"
+        raise ApiError(param.meta.status, param.meta.code, message) from None
 
 
 async def _arguments(

@@ -27,6 +27,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from inftd.agents.learning import MAX_ID_CHARS
+
 MAX_UINT256 = 2**256 - 1
 MAX_BIGINT = 2**63 - 1
 ADDRESS = "^0x[0-9a-fA-F]{40}$"
@@ -42,10 +44,12 @@ class Code:
 
 @dataclass(frozen=True)
 class PathValue:
-    """Metadata of a path parameter's type: its error code and description."""
+    """Metadata of a path parameter's type: its error code, description, and the status of
+    a value that is not one (404 where such a value cannot name anything that exists)."""
 
     code: str
     description: str
+    status: int = 400
 
 
 class Wire(BaseModel):
@@ -108,16 +112,29 @@ def _no_nul(value: str) -> str:
     return value
 
 
-NoNul = Annotated[str, AfterValidator(_no_nul), Field(pattern="^[^\\u0000]*$")]
+DECIMAL = BeforeValidator(_decimal)  # an integer path value: ASCII digits, nothing else
+NO_NUL = "^[^\\u0000]*$"
+# The pattern first: after a validator pydantic checks it but leaves it out of the schema.
+NoNul = Annotated[str, Field(pattern=NO_NUL), AfterValidator(_no_nul)]
 # A uint256 is text on the wire (JSON readers in JavaScript cannot hold it as a number).
 UINT256_TEXT = {"type": "string", "pattern": f"^[0-9]{{1,{len(str(MAX_UINT256))}}}$"}
 TokenId = Annotated[
     int,
-    BeforeValidator(_decimal),
+    DECIMAL,
     WithJsonSchema({**UINT256_TEXT, "examples": ["1", "2", "0"]}),
     PathValue("bad_token_id", "The package token id, a uint256 in decimal"),
 ]
 Address = Annotated[str, Field(pattern=ADDRESS)]
+# What inftd.agents.learning.generation_id_ok takes; anything else names no generation (a
+# 404, as an id that could be one and is not).
+GenerationId = Annotated[
+    str,
+    Field(
+        pattern=f"^[A-Za-z0-9_-]{{1,{MAX_ID_CHARS}}}$",
+        examples=["0b6f3c9e-8d2a-4f4e-9a51-3c2d1e0f9a77"],
+    ),
+    PathValue("unknown_generation", "The generation's id", status=404),
+]
 
 # Python's str.strip() whitespace, spelled out: JSON Schema, Python and Rust regexes each
 # mean something else by \s, and a text that strips to nothing is refused by the domain.

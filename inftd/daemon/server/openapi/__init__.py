@@ -21,7 +21,6 @@ from inftd.daemon.server.contract.document import openapi_document
 from inftd.daemon.server.contract.routes import Answer, Routes
 from inftd.daemon.server.openapi import (
     base,
-    console,
     credits,
     generations,
     learning,
@@ -55,7 +54,6 @@ SECTIONS: tuple[Callable[[], Section], ...] = (
     credits.section,
     generations.section,
     mints.section,
-    console.section,
     learning.section,
     social.section,
     spend.section,

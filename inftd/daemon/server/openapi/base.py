@@ -9,7 +9,6 @@ from typing import Any
 from inftd.daemon.events.push import MAX_URL
 from inftd.daemon.server.api.agents import MAX_TOKEN_DIGITS
 from inftd.daemon.server.api.push import DEAD_LETTERS_PAGE, MAX_EVENT_TYPES, MAX_SUBSCRIPTIONS
-from inftd.daemon.server.openapi import learning
 from inftd.daemon.server.openapi.parts import (
     ADDRESS,
     BAD_BODY,
@@ -35,11 +34,6 @@ from inftd.indexer.webhook import (
     MAX_LOGS,
     REPLAY_WINDOW,
 )
-
-
-def _paths_preferences_patch() -> dict[str, Any]:
-    """The PATCH of the preferences (learning's section); the PUT is declared in api/agents."""
-    return {"/v1/agents/{token_id}/preferences": {"patch": learning.patch_preferences()}}
 
 
 def _paths_chain_webhook() -> dict[str, Any]:
@@ -395,7 +389,6 @@ def section() -> Section:
             "websockets": "Live events",
         },
         paths={
-            **_paths_preferences_patch(),
             **_paths_chain_webhook(),
             **_paths_owner_webhooks(),
             **_paths_websockets(),

@@ -143,6 +143,9 @@ async def test_feedback_on_what_cannot_be_rated_changes_nothing(
         (running, {"rating": 5}, 409, "generation_not_succeeded"),
         (good, {"rating": 6}, 400, "bad_feedback"),
         (good, {"rating": 5, "tags": ["x" * 49]}, 400, "bad_feedback"),
+        # Longer than a tag before its spaces are collapsed: refused, as documented.
+        (good, {"rating": 5, "tags": ["a" + " " * 60 + "b"]}, 400, "bad_feedback"),
+        (good, {"rating": 5, "tags": [" "]}, 400, "bad_feedback"),
         (good, {"rating": 5, "note": "n\x00"}, 400, "bad_feedback"),
         (good, [5], 400, "bad_feedback"),
     ]
@@ -246,7 +249,14 @@ async def test_learning_pages_are_public_and_go_backwards(
     assert [e["rating"] for e in rest["entries"]] == [3, 2, 1]
     assert rest["nextBefore"] is None
     assert first["nextLevelAt"] == 50
-    for params, error in (({"limit": "0"}, "bad_limit"), ({"before": "x"}, "bad_before")):
+    refused = (
+        ({"limit": "0"}, "bad_limit"),
+        ({"limit": "101"}, "bad_limit"),
+        ({"limit": " 1"}, "bad_limit"),
+        ({"before": "x"}, "bad_before"),
+        ({"before": str(2**63)}, "bad_before"),
+    )
+    for params, error in refused:
         status, body = await call(client, "GET", "/v1/agents/1/learning", params=params)
         assert (status, code(body)) == (400, error)
     assert (await call(client, "GET", "/v1/agents/9/learning"))[0] == 404

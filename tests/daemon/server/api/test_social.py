@@ -121,6 +121,9 @@ async def test_a_message_reaches_the_receivers_inbox_and_memory(
     # The message is in 2's inbox, not 1's.
     wrong_box = f"/v1/agents/1/messages/{sent['id']}/read"
     assert code(await call(client, "POST", wrong_box, buyer)) == (404, "unknown_message")
+    for not_an_id in ("x", "0", "1.0", str(2**63)):  # names no message
+        path = f"/v1/agents/2/messages/{not_an_id}/read"
+        assert code(await call(client, "POST", path, friend)) == (404, "unknown_message")
 
 
 async def test_boxes_are_paged(client: Client, buyer: dict[str, str]) -> None:
@@ -181,7 +184,8 @@ async def test_who_may_send_read_and_ask(
         ({"to": 2, "kind": "UPPER", "text": "x"}, (400, "bad_message")),
         ({"to": 1, "text": "me"}, (400, "self_message")),
         ({"to": 99, "text": "nobody"}, (404, "unknown_recipient")),
-        ({"to": 2**63, "text": "nobody"}, (404, "unknown_recipient")),  # beyond BIGINT
+        ({"to": 2**63 - 1, "text": "nobody"}, (404, "unknown_recipient")),
+        ({"to": 2**63, "text": "nobody"}, (400, "bad_request")),  # beyond BIGINT: no agent
     ],
 )
 async def test_bad_messages_are_refused_and_store_nothing(
@@ -199,7 +203,17 @@ async def test_bad_messages_are_refused_and_store_nothing(
 
 @pytest.mark.parametrize(
     "query",
-    ["box=trash", "limit=0", "limit=x", "limit=-1", "before=0", "before=²", "limit=1.5"],
+    [
+        "box=trash",
+        "limit=0",
+        "limit=x",
+        "limit=-1",
+        "before=0",
+        "before=²",
+        "limit=1.5",
+        "limit=101",  # more than a page: refused, as the document says (it was capped)
+        f"before={2**63}",  # beyond BIGINT (it was capped)
+    ],
 )
 async def test_bad_box_queries_are_a_400(client: Client, buyer: dict[str, str], query: str) -> None:
     answer = await call(client, "GET", f"/v1/agents/1/messages?{query}", buyer)
@@ -247,6 +261,7 @@ async def test_collaborators_are_granted_listed_revoked_and_granted_again(
     refused = [
         ({"tokenId": 1}, (400, "self_collaboration")),
         ({"tokenId": 99}, (404, "unknown_grantee")),
+        ({"tokenId": 2**63}, (400, "bad_request")),  # beyond BIGINT: no agent
         ({"tokenId": "2"}, (400, "bad_request")),
         ({"tokenId": 2, "more": 1}, (400, "bad_request")),
         ([2], (400, "bad_request")),
@@ -335,6 +350,7 @@ async def test_the_message_command_on_a_socket(
             ({**command, "tokenId": 77}, "unknown_agent"),
             ({**command, "to": 1}, "self_message"),
             ({**command, "to": 99}, "unknown_recipient"),
+            ({**command, "to": 2**63}, "bad_request"),  # as the POST's body refuses it
             ({**command, "extra": True}, "bad_request"),
             ({**command, "text": ""}, "bad_message"),
         ]
