@@ -14,7 +14,13 @@ from aiohttp import web
 from pydantic import Field, WithJsonSchema
 from typing_extensions import TypeAliasType
 
-from inftd.agents.preferences import MAX_BYTES, MAX_KEY_CHARS, MAX_KEYS, set_preferences
+from inftd.agents.preferences import (
+    MAX_BYTES,
+    MAX_KEY_CHARS,
+    MAX_KEYS,
+    MAX_NUMBER,
+    set_preferences,
+)
 from inftd.daemon.server.contract.routes import OWNER, Answer, Routes
 from inftd.daemon.server.contract.wire import (
     MAX_UINT256,
@@ -35,9 +41,8 @@ MAX_STORED_TOKEN_ID = 2**63 - 1  # token ids are sequential; larger ones cannot 
 MAX_TOKEN_DIGITS = len(str(MAX_UINT256))  # a uint256 has at most 78 decimal digits
 LIST_PAGE = 50  # agents per page of GET /v1/agents unless ?limit= says otherwise
 MAX_LIST_PAGE = 200  # the largest ?limit= accepted
+NUMBER = {"type": "number", "minimum": -MAX_NUMBER, "maximum": MAX_NUMBER}  # exact everywhere
 NO_NUL = "^[^\\u0000]*$"  # PostgreSQL's jsonb cannot hold NUL: refused on every database
-# JSON integers orjson reads as integers (it reads larger ones as floats, and so do we).
-MIN_INT64, MAX_UINT64 = -(2**63), 2**64 - 1
 
 
 # -- helpers the routes not yet declared still use (path values, NUL in a patch) ----------
@@ -69,14 +74,14 @@ PREFERENCES_SCHEMA = {
     "maxProperties": MAX_KEYS,
     "propertyNames": {"minLength": 1, "maxLength": MAX_KEY_CHARS, "pattern": NO_NUL},
     "additionalProperties": {
-        "anyOf": [{"type": "string", "pattern": NO_NUL}, {"type": "number"}, {"type": "boolean"}]
+        "anyOf": [{"type": "string", "pattern": NO_NUL}, NUMBER, {"type": "boolean"}]
     },
 }
 PreferenceKey = Annotated[NoNul, Field(min_length=1, max_length=MAX_KEY_CHARS)]
 PreferenceValue = (
     NoNul
-    | Annotated[int, Field(ge=MIN_INT64, le=MAX_UINT64)]
-    | Annotated[float, Field(allow_inf_nan=False)]
+    | Annotated[int, Field(ge=-MAX_NUMBER, le=MAX_NUMBER)]
+    | Annotated[float, Field(ge=-MAX_NUMBER, le=MAX_NUMBER, allow_inf_nan=False)]
     | bool
 )
 Preferences = TypeAliasType(

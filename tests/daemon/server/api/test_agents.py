@@ -106,7 +106,7 @@ async def test_the_live_documents_are_what_their_models_say(
         await conn.execute(update(AgentRow).where(AgentRow.token_id == 1).values(influences))
         await conn.execute(insert(Generation).values(GENERATED))
         await conn.execute(insert(LearningEntry).values(LEARNED))
-    prefs = {"style": "noir", "steps": 30, "temperature": 0.7, "nsfw": False, "big": 2**64 - 1}
+    prefs = {"style": "noir", "steps": 30, "temperature": 0.7, "nsfw": False, "big": 2**53}
     await client.put("/v1/agents/1/preferences", json=prefs, headers=owner)
 
     document = await (await client.get("/v1/agents/1")).read()
