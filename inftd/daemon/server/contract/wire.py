@@ -8,8 +8,10 @@ value of it gets (``Code``), else the model's ``error_code`` applies.
 
 from __future__ import annotations
 
+import re
 import types
 import typing
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
@@ -118,6 +120,22 @@ TokenId = Annotated[
     PathValue("bad_token_id", "The package token id, a uint256 in decimal"),
 ]
 Address = Annotated[str, Field(pattern=ADDRESS)]
+UUID = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
+def _hyphenated(value: Any) -> Any:
+    """Only the hyphenated form: pydantic's UUID also takes ``{...}``, ``urn:uuid:``, 32 hex."""
+    if isinstance(value, str) and not re.fullmatch(UUID, value):
+        raise ValueError("must be a UUID, 8-4-4-4-12 hexadecimal digits")
+    return value
+
+
+WebhookId = Annotated[
+    uuid.UUID,
+    BeforeValidator(_hyphenated),
+    WithJsonSchema({"type": "string", "format": "uuid", "pattern": UUID}),
+    PathValue("bad_webhook_id", "The webhook's id (a UUID), as created"),
+]
 
 # Python's str.strip() whitespace, spelled out: JSON Schema, Python and Rust regexes each
 # mean something else by \s, and a text that strips to nothing is refused by the domain.

@@ -25,7 +25,6 @@ from inftd.daemon.server.openapi import (
     processes,
     social,
     spend,
-    statesync,
 )
 from inftd.daemon.server.openapi.section import Section
 
@@ -43,7 +42,6 @@ SECTIONS: tuple[Callable[[], Section], ...] = (
     learning.section,
     social.section,
     spend.section,
-    statesync.section,
 )
 
 

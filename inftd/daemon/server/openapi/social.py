@@ -325,20 +325,6 @@ def _schemas_social() -> dict[str, Schema]:
                 "received": {"type": "array", "items": ref("SocialGrant")},
             }
         ),
-        "WsMessageCommand": obj(
-            {
-                "type": {"const": "message"},
-                "tokenId": {**COUNT, "description": "The sender, owned by the socket's sign-in"},
-                "to": COUNT,
-                "kind": STRING,
-                "text": STRING,
-                "body": {"type": "object"},
-            },
-            "kind",
-            "text",
-            "body",
-        ),
-        "WsMessageSent": obj({"type": {"const": "messageSent"}, "message": ref("SocialMessage")}),
     }
 
 
