@@ -2,9 +2,11 @@
 
 A request is ``{"logs": [<eth_getLogs-shaped log>, ...]}``, signed as
 ``X-Inftd-Signature: sha256=HEX(HMAC_SHA256(secret, "<timestamp>." + body))`` with the
-timestamp in ``X-Inftd-Timestamp`` (Unix seconds). A log only enters the pipeline once the
-chain's own receipt shows it, byte for byte, in the canonical block; then it is stored
-like a polled one (a duplicate is a no-op) and applied in chain order by the follower.
+timestamp in ``X-Inftd-Timestamp`` (Unix seconds); the API route checks the signature with
+``ReplayGuard``, then the body's shape (``inftd.daemon.server.api.webhooks``). A log only
+enters the pipeline once the chain's own receipt shows it, byte for byte, in the canonical
+block; then it is stored like a polled one (a duplicate is a no-op) and applied in chain
+order by the follower.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,15 +30,6 @@ SIGNATURE_HEADER = "X-Inftd-Signature"
 TIMESTAMP_HEADER = "X-Inftd-Timestamp"
 REPLAY_WINDOW = 300  # seconds a signed request stays valid
 MAX_LOGS = 1000  # logs per request
-LOG_FIELDS = (
-    "address",
-    "topics",
-    "data",
-    "blockNumber",
-    "blockHash",
-    "transactionHash",
-    "logIndex",
-)
 
 
 class WebhookError(IndexerError):
@@ -80,33 +72,12 @@ class ReplayGuard:
             self._seen.popitem(last=False)
 
 
-def parse_logs(body: bytes) -> list[dict[str, Any]]:
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise WebhookError(400, "malformed_json", f"body is not JSON: {exc}") from None
-    logs = document.get("logs") if isinstance(document, dict) else None
-    if not isinstance(logs, list) or not logs:
-        raise WebhookError(400, "malformed", 'body must be {"logs": [...]} with at least one log')
-    if len(logs) > MAX_LOGS:
-        raise WebhookError(413, "too_many_logs", f"at most {MAX_LOGS} logs per request")
-    for i, log in enumerate(logs):
-        missing = [f for f in LOG_FIELDS if not isinstance(log, dict) or f not in log]
-        if missing:
-            raise WebhookError(400, "malformed", f"log {i} lacks {', '.join(missing)}")
-    return logs
-
-
 @dataclass(frozen=True)
 class Outcome:
     tx_hash: str
     log_index: str
     status: str  # accepted | duplicate | ignored | rejected | held
     reason: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        entry = {"transactionHash": self.tx_hash, "logIndex": self.log_index, "status": self.status}
-        return entry | ({"reason": self.reason} if self.reason else {})
 
 
 def _same_log(ours: dict[str, Any], theirs: dict[str, Any]) -> bool:

@@ -44,6 +44,7 @@ from inftd.daemon.generation.errors import (
     NotCancellable,
 )
 from inftd.daemon.relayer.statesync import StateSyncError
+from inftd.indexer.rpc import RpcError
 
 DOMAIN_ERRORS: Mapping[type[Exception], tuple[int, str]] = {
     UnknownAgent: (404, "unknown_agent"),
@@ -74,6 +75,7 @@ DOMAIN_ERRORS: Mapping[type[Exception], tuple[int, str]] = {
     PushTargetError: (400, "bad_url"),
     StateSyncError: (502, "state_sync_failed"),
     SignatureUnverifiable: (503, "chain_unavailable"),
+    RpcError: (503, "chain_unavailable"),  # the node does not answer, or refuses a call
 }
 
 

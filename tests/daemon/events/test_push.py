@@ -373,6 +373,43 @@ async def test_only_the_owner_registers_and_only_public_http_urls(
             assert "non-public" in (await response.json())["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"url": "https://example.com/a b"}, "bad_url"),  # a URI has no spaces
+        ({"url": "https://bücher.example/h"}, "bad_url"),  # nor other than ASCII: punycode it
+        ({"url": "https://example.com/" + "x" * 2048}, "bad_url"),
+        ({"url": 7}, "bad_url"),
+        ({"url": "https://example.com/h", "events": ["crédits"]}, "bad_events"),
+        ({"url": "https://example.com/h", "events": ["x" * 65]}, "bad_events"),
+        ({"url": "https://example.com/h", "events": [""]}, "bad_events"),
+        ({"url": "https://example.com/h", "events": ["e"] * 33}, "bad_events"),
+        ({"url": "https://example.com/h", "events": None}, "bad_events"),
+        ({"url": "https://example.com/h", "secret": "mine"}, "bad_request"),  # closed
+        ({"events": []}, "bad_request"),
+    ],
+)
+async def test_a_subscription_out_of_bounds_is_refused(
+    client: TestClient, body: dict[str, Any], code: str
+) -> None:
+    owner = await sign_in(client, BUYER)
+    response = await client.post("/v1/agents/1/webhooks", json=body, headers=bearer(owner))
+    assert response.status == 400, body
+    assert (await response.json())["error"]["code"] == code
+    listed = await client.get("/v1/agents/1/webhooks", headers=bearer(owner))
+    assert (await listed.json())["webhooks"] == []
+
+
+async def test_event_types_are_kept_once_in_order(client: TestClient) -> None:
+    owner = await sign_in(client, BUYER)
+    body = {"url": "https://example.com/h", "events": ["b.x", "a.y", "b.x"]}
+    response = await client.post("/v1/agents/1/webhooks", json=body, headers=bearer(owner))
+    assert response.status == 201, await response.text()
+    created = await response.json()
+    assert created["events"] == ["a.y", "b.x"]
+    assert set(created) == {"id", "url", "events", "active", "createdAt", "secret"}
+
+
 @pytest.fixture
 async def engines(database_url: str) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
     """Two engines on one migrated database with agent 1, a subscription, the push cursor."""

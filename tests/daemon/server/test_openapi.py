@@ -21,6 +21,7 @@ from multidict import CIMultiDictProxy
 
 from inftd.daemon.cli.devnet import BUYER, FRIEND, Anvil, rpc_call
 from inftd.daemon.config import Settings
+from inftd.daemon.server import asyncapi
 from inftd.daemon.server.app import MAX_BODY_BYTES, api_document
 from inftd.daemon.server.ratelimits import RATE_LIMITER, TokenBuckets
 from inftd.indexer.deployment import Deployment
@@ -249,20 +250,19 @@ async def test_owner_webhooks_answer_as_documented(client: TestClient) -> None:
         "deadLetters": []
     }
     await expect(client, 404, "GET", dead, path={"token_id": "7"}, headers=bearer(owner))
-    for odd in ("\x00", "not-a-uuid", created["id"].upper()):
-        body = await expect(
-            client,
-            404,
-            "DELETE",
-            hooks + "/{webhook_id}",
-            path={**one, "webhook_id": odd},
-            headers=bearer(owner),
-        )
-    item = {**one, "webhook_id": created["id"]}
-    await expect(client, 204, "DELETE", hooks + "/{webhook_id}", path=item, headers=bearer(owner))
-    body = await expect(
-        client, 404, "DELETE", hooks + "/{webhook_id}", path=item, headers=bearer(owner)
-    )
+    item = hooks + "/{webhook_id}"
+    odd_ids = ("\x00", "not-a-uuid", "urn:uuid:" + created["id"], created["id"].replace("-", ""))
+    for odd in odd_ids:  # only the hyphenated form is a webhook id
+        path = {**one, "webhook_id": odd}
+        body = await expect(client, 400, "DELETE", item, path=path, headers=bearer(owner))
+        assert error_code(body) == "bad_webhook_id"
+    unknown = {**one, "webhook_id": "00000000-0000-4000-8000-000000000000"}
+    body = await expect(client, 404, "DELETE", item, path=unknown, headers=bearer(owner))
+    assert error_code(body) == "unknown_webhook"
+    upper = {**one, "webhook_id": created["id"].upper()}  # a UUID in any case: the same one
+    await expect(client, 204, "DELETE", item, path=upper, headers=bearer(owner))
+    gone = {**one, "webhook_id": created["id"]}
+    body = await expect(client, 404, "DELETE", item, path=gone, headers=bearer(owner))
     assert error_code(body) == "unknown_webhook"
 
 
@@ -311,9 +311,30 @@ async def test_the_chain_webhook_answers_as_documented(
         assert error_code(body) == "webhook_disabled"
 
 
+async def frames_of(client: TestClient, opened: dict[str, Any]) -> Draft202012Validator:
+    """A validator of the frames a server sends on the socket whose 101 is ``opened``: the
+    messages of the AsyncAPI channel it names, as the served document has them."""
+    link = opened["x-asyncapi"]
+    assert link["document"] == asyncapi.PATH
+    document = await expect(client, 200, "GET", link["document"])
+
+    def resolve(ref: str) -> Any:
+        node = document
+        for part in ref.removeprefix("#/").split("/"):
+            node = node[part]
+        return node
+
+    sent = {asyncapi.wire_type(model) for model in asyncapi.SERVER_FRAMES}
+    named = [resolve(m["$ref"]) for m in resolve(link["channel"])["messages"].values()]
+    served = [message["payload"] for message in named if message["name"] in sent]
+    assert len(served) == len(sent)
+    return Draft202012Validator({"oneOf": served, "components": document["components"]})
+
+
 async def test_websockets_answer_as_documented(client: TestClient) -> None:
-    ws_schema = SPEC.doc["components"]["schemas"]["WsServerMessage"]
     agent_ws, one = "/v1/agents/{token_id}/ws", {"token_id": "1"}
+    opened = SPEC.resolve(SPEC.operation("GET", agent_ws).spec["responses"]["101"])
+    frames = await frames_of(client, opened)
     async with client.ws_connect("/v1/agents/1/ws") as ws:  # the handshake succeeded: a 101
         SPEC.check(SPEC.operation("GET", agent_ws), 101, "", b"")
         commands = [
@@ -326,7 +347,7 @@ async def test_websockets_answer_as_documented(client: TestClient) -> None:
         for command in commands:
             await ws.send_json(command)
         for _ in range(1 + len(commands)):  # the snapshot, then one answer per command
-            SPEC.validate(await asyncio.wait_for(ws.receive_json(), 10), ws_schema)
+            frames.validate(await asyncio.wait_for(ws.receive_json(), 10))
     async with client.ws_connect("/v1/ws", headers=bearer(OPERATOR_KEY)):
         SPEC.check(SPEC.operation("GET", "/v1/ws"), 101, "", b"")
 
@@ -341,6 +362,13 @@ async def test_websockets_answer_as_documented(client: TestClient) -> None:
     body = await expect(client, 401, "GET", "/v1/ws", headers=bearer(friend))
     assert error_code(body) == "unauthenticated"
     await expect(client, 400, "GET", "/v1/ws", headers=bearer(OPERATOR_KEY))  # no handshake
+    for since in ("-1", "1.5", "²", str(2**63)):  # a seq is a BIGINT in decimal digits
+        body = await expect(client, 400, "GET", agent_ws, path=one, params={"since": since})
+        assert error_code(body) == "bad_since"
+        body = await expect(
+            client, 400, "GET", "/v1/ws", params={"since": since}, headers=bearer(OPERATOR_KEY)
+        )
+        assert error_code(body) == "bad_since"
 
 
 async def test_the_rate_limit_answers_as_documented(client: TestClient) -> None:

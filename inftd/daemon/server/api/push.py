@@ -1,78 +1,159 @@
-"""Owners' webhook subscriptions: ``/v1/agents/{tokenId}/webhooks`` (sent by events/push.py)."""
+"""Owners' webhook subscriptions: ``/v1/agents/{tokenId}/webhooks`` (sent by events/push.py).
+
+    POST   /v1/agents/{tokenId}/webhooks                  subscribe {url, events?}
+    GET    /v1/agents/{tokenId}/webhooks                  the agent's subscriptions
+    GET    /v1/agents/{tokenId}/webhooks/dead-letters     deliveries that gave up
+    DELETE /v1/agents/{tokenId}/webhooks/{webhookId}      unsubscribe
+
+``AgentEvent`` is what each delivery POSTs (the document's ``webhooks.agentEvent``).
+"""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
+from pydantic import Field
 from sqlalchemy import delete, func, insert, select
 
-from inftd.agents.views import iso
-from inftd.daemon.events.push import (
-    OPERATOR,
-    PushTargetError,
-    check_target,
-    new_secret,
-    push_cursor,
+from inftd.daemon.auth.tokens import Principal
+from inftd.daemon.events.push import MAX_URL, OPERATOR, check_target, new_secret, push_cursor
+from inftd.daemon.server.api import webhooks
+from inftd.daemon.server.contract.routes import OWNER, Answer, Routes
+from inftd.daemon.server.contract.wire import (
+    Body,
+    Code,
+    Count,
+    Time,
+    TokenId,
+    WebhookId,
+    Wire,
 )
-from inftd.daemon.server.access import require_owner
-from inftd.daemon.server.api.agents import token_id_of
-from inftd.daemon.server.http import RUNTIME, ApiError, json_response, read_json
+from inftd.daemon.server.http import RUNTIME, ApiError
 from inftd.store.models import EventRecord, PushDelivery, PushSubscription
 
+ROUTES = Routes(webhooks.ROUTES.tag, webhooks.ROUTES.description)
+WEBHOOKS = "/v1/agents/{token_id}/webhooks"
 MAX_SUBSCRIPTIONS = 10  # per agent
 MAX_EVENT_TYPES = 32
+MAX_EVENT_TYPE_CHARS = 64
 DEAD_LETTERS_PAGE = 100
+# Visible ASCII, as a URI is (RFC 3986): no spaces, no controls (NUL breaks PostgreSQL).
+URL = "^[!-~]+$"
+EventType = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_EVENT_TYPE_CHARS, pattern="^[ -~]+$"),
+    Field(description="Printable ASCII, e.g. credits.changed"),
+]
 
 
-def _subscription_json(row: Any) -> dict[str, Any]:
+class AgentEvent(Wire):
+    """One event of an agent, as a webhook gets it (the WebSockets send the same)."""
+
+    type: Literal["event"]
+    seq: Count
+    event: str = Field(description="What happened, e.g. credits.changed")
+    token_id: Count | None = Field(description="The agent it concerns; null for none")
+    data: dict[str, Any] = Field(description="The event's payload; its shape depends on event")
+    at: Time
+
+
+class WebhookRequest(Body):
+    url: Annotated[str, Field(max_length=MAX_URL, pattern=URL), Code("bad_url")] = Field(
+        description="http(s), no credentials; a public address unless the server allows "
+        "private targets",
+        examples=["https://example.com/hook", "http://127.0.0.1:9/hook"],
+        json_schema_extra={"format": "uri"},
+    )
+    events: Annotated[list[EventType], Field(max_length=MAX_EVENT_TYPES), Code("bad_events")] = (
+        Field(default_factory=list, description="Event types to send; none or empty: every event")
+    )
+
+
+class Webhook(Wire):
+    id: uuid.UUID
+    url: str = Field(json_schema_extra={"format": "uri"})
+    events: list[str] = Field(description="Empty: every event")
+    active: bool
+    created_at: Time | None
+
+
+class WebhookCreated(Webhook):
+    secret: Annotated[str, Field(pattern="^whsec_[A-Za-z0-9+/]+={0,2}$")] = Field(
+        description="Shown this once: the Standard Webhooks secret that signs the pushes "
+        "(`whsec_` and the key in base64)"
+    )
+
+
+class WebhookList(Wire):
+    webhooks: list[Webhook]
+
+
+class DeadLetter(Wire):
+    delivery_id: int
+    webhook_id: str
+    url: str
+    seq: int
+    event: str
+    data: dict[str, Any]
+    attempts: Count
+    last_status: int | None
+    last_error: str | None
+    created_at: Time | None
+
+
+class DeadLetters(Wire):
+    dead_letters: list[DeadLetter]
+
+
+def _webhook(row: Any) -> dict[str, Any]:
     return {
         "id": row.id,
         "url": row.url,
         "events": row.event_types,
         "active": row.active,
-        "createdAt": iso(row.created_at),
+        "created_at": row.created_at,
     }
 
 
-def _event_types(body: dict[str, Any]) -> list[str]:
-    types = body.get("events", [])
-    if not isinstance(types, list) or len(types) > MAX_EVENT_TYPES:
-        raise ApiError(400, "bad_events", f"events must be a list of at most {MAX_EVENT_TYPES}")
-    if not all(isinstance(t, str) and 0 < len(t) <= 64 and t.isprintable() for t in types):
-        raise ApiError(400, "bad_events", "each event type is 1 to 64 printable characters")
-    return sorted(set(types))
-
-
-def _is_uuid(raw: str) -> bool:
-    """Whether ``raw`` is a UUID as this module writes them (``str(uuid4())``)."""
-    try:
-        return str(uuid.UUID(raw)) == raw
-    except ValueError:
-        return False
-
-
-async def create_subscription(request: web.Request) -> web.Response:
-    token_id = token_id_of(request)
-    principal = await require_owner(request, token_id)
-    body = await read_json(request)
-    if not isinstance(body, dict) or not isinstance(body.get("url"), str):
-        raise ApiError(400, "bad_request", 'send {"url": "https://...", "events": [...]}')
+@ROUTES.post(
+    WEBHOOKS,
+    "createWebhook",
+    "Subscribe a URL to the agent's events (owner or operator)",
+    auth=OWNER,
+    ok=Answer(
+        "Subscribed; the secret is shown this once",
+        WebhookCreated,
+        status=201,
+        links={
+            "deleteWebhook": {
+                "operationId": "deleteWebhook",
+                "parameters": {
+                    "token_id": "$request.path.token_id",
+                    "webhook_id": "$response.body#/id",
+                },
+            },
+            "listWebhooks": {
+                "operationId": "listWebhooks",
+                "parameters": {"token_id": "$request.path.token_id"},
+            },
+        },
+    ),
+    errors={400: ("bad_url",), 409: ("too_many_webhooks",)},
+)
+async def create_subscription(
+    request: web.Request, token_id: TokenId, body: WebhookRequest, principal: Principal | None
+) -> WebhookCreated:
     runtime = request.app[RUNTIME]
-    if not body["url"].isprintable():  # control characters (NUL breaks PostgreSQL's text)
-        raise ApiError(400, "bad_url", "the URL has control characters")
-    try:
-        await check_target(body["url"], runtime.settings.push.allow_private_targets)
-    except PushTargetError as exc:
-        raise ApiError(400, "bad_url", str(exc)) from None
+    await check_target(body.url, runtime.settings.push.allow_private_targets)
     row = {
         "id": str(uuid.uuid4()),
         "token_id": token_id,
-        "url": body["url"],
+        "url": body.url,
         "secret": new_secret(),
-        "event_types": _event_types(body),
-        "created_by": principal.address or OPERATOR,
+        "event_types": sorted(set(body.events)),
+        "created_by": (principal and principal.address) or OPERATOR,
     }
     async with runtime.engine.begin() as conn:
         count = await conn.scalar(select(func.count()).where(PushSubscription.token_id == token_id))
@@ -84,42 +165,34 @@ async def create_subscription(request: web.Request) -> web.Response:
             await conn.execute(select(PushSubscription).where(PushSubscription.id == row["id"]))
         ).one()
     # The secret is shown this once: the owner verifies signatures with it (Standard Webhooks).
-    return json_response(_subscription_json(created) | {"secret": row["secret"]}, 201)
+    return WebhookCreated(**_webhook(created), secret=row["secret"])
 
 
-async def list_subscriptions(request: web.Request) -> web.Response:
-    token_id = token_id_of(request)
-    await require_owner(request, token_id)
+@ROUTES.get(
+    WEBHOOKS,
+    "listWebhooks",
+    "The agent's webhooks (owner or operator)",
+    auth=OWNER,
+    ok=Answer("The webhooks", WebhookList),
+)
+async def list_subscriptions(request: web.Request, token_id: TokenId) -> WebhookList:
     async with request.app[RUNTIME].engine.connect() as conn:
         rows = await conn.execute(
             select(PushSubscription)
             .where(PushSubscription.token_id == token_id)
             .order_by(PushSubscription.created_at)
         )
-        return json_response({"webhooks": [_subscription_json(r) for r in rows]})
+        return WebhookList(webhooks=[Webhook(**_webhook(r)) for r in rows])
 
 
-async def delete_subscription(request: web.Request) -> web.Response:
-    token_id = token_id_of(request)
-    await require_owner(request, token_id)
-    webhook_id = request.match_info["webhook_id"]
-    if not _is_uuid(webhook_id):  # no webhook has it (and NUL breaks PostgreSQL's text)
-        raise ApiError(404, "unknown_webhook", "no such webhook for this agent")
-    async with request.app[RUNTIME].engine.begin() as conn:
-        result = await conn.execute(
-            delete(PushSubscription).where(
-                PushSubscription.id == webhook_id,
-                PushSubscription.token_id == token_id,
-            )
-        )
-    if result.rowcount == 0:
-        raise ApiError(404, "unknown_webhook", "no such webhook for this agent")
-    return web.Response(status=204)
-
-
-async def dead_letters(request: web.Request) -> web.Response:
-    token_id = token_id_of(request)
-    await require_owner(request, token_id)
+@ROUTES.get(
+    WEBHOOKS + "/dead-letters",
+    "deadLetters",
+    f"The newest {DEAD_LETTERS_PAGE} deliveries that exhausted their retries",
+    auth=OWNER,
+    ok=Answer("The dead letters", DeadLetters),
+)
+async def dead_letters(request: web.Request, token_id: TokenId) -> DeadLetters:
     async with request.app[RUNTIME].engine.connect() as conn:
         rows = await conn.execute(
             select(PushDelivery, PushSubscription.url, EventRecord.type, EventRecord.payload)
@@ -130,26 +203,44 @@ async def dead_letters(request: web.Request) -> web.Response:
             .limit(DEAD_LETTERS_PAGE)
         )
         letters = [
-            {
-                "deliveryId": r.id,
-                "webhookId": r.subscription_id,
-                "url": r.url,
-                "seq": r.event_seq,
-                "event": r.type,
-                "data": r.payload,
-                "attempts": r.attempts,
-                "lastStatus": r.last_status,
-                "lastError": r.last_error,
-                "createdAt": iso(r.created_at),
-            }
+            DeadLetter(
+                delivery_id=r.id,
+                webhook_id=r.subscription_id,
+                url=r.url,
+                seq=r.event_seq,
+                event=r.type,
+                data=r.payload,
+                attempts=r.attempts,
+                last_status=r.last_status,
+                last_error=r.last_error,
+                created_at=r.created_at,
+            )
             for r in rows
         ]
-    return json_response({"deadLetters": letters})
+    return DeadLetters(dead_letters=letters)
 
 
-def add_routes(app: web.Application) -> None:
-    base = "/v1/agents/{token_id}/webhooks"
-    app.router.add_post(base, create_subscription)
-    app.router.add_get(base, list_subscriptions)
-    app.router.add_get(base + "/dead-letters", dead_letters)
-    app.router.add_delete(base + "/{webhook_id}", delete_subscription)
+@ROUTES.delete(
+    WEBHOOKS + "/{webhook_id}",
+    "deleteWebhook",
+    "Remove a webhook (owner or operator)",
+    auth=OWNER,
+    ok=Answer("Removed", status=204),
+    errors={404: ("unknown_webhook",)},
+)
+async def delete_subscription(
+    request: web.Request, token_id: TokenId, webhook_id: WebhookId
+) -> web.Response:
+    async with request.app[RUNTIME].engine.begin() as conn:
+        result = await conn.execute(
+            delete(PushSubscription).where(
+                PushSubscription.id == str(webhook_id),
+                PushSubscription.token_id == token_id,
+            )
+        )
+    if result.rowcount == 0:
+        raise ApiError(404, "unknown_webhook", "no such webhook for this agent")
+    return web.Response(status=204)
+
+
+add_routes = ROUTES.add_to

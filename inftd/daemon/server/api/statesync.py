@@ -9,58 +9,71 @@ runs without ``relayer.state_sync`` or ``INFTD_OPERATOR_KEY``. The periodic loop
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from pydantic import Field
 
-from inftd.agents.errors import UnknownAgent
-from inftd.daemon.relayer.statesync import (
-    StateSync,
-    StateSyncError,
-    Synced,
-    operator_account,
-    state_sync_loop,
+from inftd.daemon.relayer.statesync import Outcome, StateSync, operator_account, state_sync_loop
+from inftd.daemon.server.contract.routes import OWNER, Answer, Routes
+from inftd.daemon.server.contract.wire import Count, TokenId, Wire
+from inftd.daemon.server.http import RUNTIME, ApiError
+
+ROUTES = Routes(
+    "state-sync",
+    "Agent state on chain: a canonical snapshot's keccak256 published with "
+    "setAgentMetadata, the snapshot served at its URI",
 )
-from inftd.daemon.server.access import require_owner
-from inftd.daemon.server.api.agents import MAX_STORED_TOKEN_ID, token_id_of
-from inftd.daemon.server.http import RUNTIME, ApiError, json_response
-from inftd.indexer.rpc import RpcError
-
 PATH = "/v1/agents/{token_id}/state-sync"
 STATE_SYNC = web.AppKey("state_sync", StateSync)
+Hash = Annotated[str, Field(pattern="^0x[0-9a-f]{64}$")]
 
 
-def synced_json(synced: Synced) -> dict[str, Any]:
-    return {
-        "packageTokenId": synced.token_id,
-        "stateHash": synced.state_hash,
-        "uri": synced.uri,
-        "outcome": synced.outcome.value,
-        "txHash": synced.tx_hash,
-    }
+class StateSynced(Wire):
+    package_token_id: Count
+    state_hash: Hash = Field(description="keccak256 of the snapshot's bytes")
+    uri: str = Field(description="Serves the snapshot (canonical JSON)")
+    outcome: Outcome
+    tx_hash: Hash | None
 
 
-async def post_state_sync(request: web.Request) -> web.Response:
-    token_id = token_id_of(request)
-    if token_id > MAX_STORED_TOKEN_ID:
-        raise ApiError(404, "unknown_agent", str(UnknownAgent(token_id)))
-    await require_owner(request, token_id)
+@ROUTES.post(
+    PATH,
+    "syncAgentState",
+    "Write the hash of the agent's state snapshot on chain with setAgentMetadata "
+    "(owner or operator); the snapshot is served at the returned URI",
+    auth=OWNER,
+    ok=Answer(
+        "The snapshot is stored; its hash was sent, is on chain already, or waits for "
+        "the key's pending transaction (outcome)",
+        StateSynced,
+        status=202,
+    ),
+    errors={
+        409: ("state_sync_off",),
+        502: ("state_sync_failed",),
+        503: ("chain_unavailable",),
+    },
+    description="409 state_sync_off: the daemon runs without relayer.state_sync or "
+    "INFTD_OPERATOR_KEY. 502: the contract or the node refused the transaction; 503 "
+    "chain_unavailable: the chain did not answer.",
+)
+async def post_state_sync(request: web.Request, token_id: TokenId) -> StateSynced:
     syncer = request.app.get(STATE_SYNC)
     if syncer is None or not request.app[RUNTIME].settings.relayer.state_sync:
         raise ApiError(409, "state_sync_off", "state sync is off on this daemon")
-    try:
-        synced = await syncer.sync(token_id)
-    except UnknownAgent as exc:
-        raise ApiError(404, "unknown_agent", str(exc)) from None
-    except StateSyncError as exc:
-        raise ApiError(502, "state_sync_failed", str(exc)) from None
-    except RpcError as exc:
-        raise ApiError(503, "chain_unavailable", f"the chain did not answer: {exc}") from None
-    return json_response(synced_json(synced), status=202)
+    synced = await syncer.sync(token_id)
+    return StateSynced(
+        package_token_id=synced.token_id,
+        state_hash=synced.state_hash,
+        uri=synced.uri,
+        outcome=synced.outcome,
+        tx_hash=synced.tx_hash,
+    )
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post(PATH, post_state_sync)
+    ROUTES.add_to(app)
     runtime = app.get(RUNTIME)
     if runtime is None:  # an app built only to describe the routes
         return

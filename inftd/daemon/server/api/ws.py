@@ -14,25 +14,28 @@ a ``type``: ``subscribe`` / ``unsubscribe`` (``tokenId``), ``ping``, and ``messa
 ``generate`` (``tokenId``, which the socket's sign-in must own, ``idempotencyKey``, and
 the fields of ``POST /v1/agents/{tokenId}/generations``; answered ``generationQueued`` or
 an error). A client whose buffer overflows is closed with code 4008; one that stops
-answering pings is closed by the heartbeat.
+answering pings is closed by the heartbeat. The AsyncAPI document (``server.asyncapi``)
+describes every frame; the routes' 101 answers in /openapi.json point to it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated, Any
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
+from pydantic import Field
 
 from inftd.agents.errors import TooManyMessages, UnknownAgent
 from inftd.daemon.auth.tokens import Principal
 from inftd.daemon.events.hub import Subscription
 from inftd.daemon.server.access import principal_for, principal_of
 from inftd.daemon.server.api import generations, social
-from inftd.daemon.server.api.agents import token_id_of
+from inftd.daemon.server.contract.routes import UNAUTHORIZED, Answer, Auth, Routes
+from inftd.daemon.server.contract.wire import MAX_BIGINT, Code, Query, TokenId
 from inftd.daemon.server.http import RUNTIME, ApiError
 
 SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])  # open, for shutdown
@@ -42,16 +45,17 @@ REPLAY_PAGE = 500  # events read per query when replaying since a seq
 CLOSE_GRACE = 2.0  # seconds a cut-off client gets to take the close frame
 HEARTBEAT_JITTER = 0.25  # each socket pings every api.ws_heartbeat x (1 ± this)
 
+ASYNCAPI = "/asyncapi.json"  # asyncapi.PATH (that module describes this one's frames)
+ROUTES = Routes("websockets", "Live events")
+
 Command = Callable[["SocketSession", dict[str, Any]], Awaitable[None]]
 
 
-def since_of(request: web.Request) -> int | None:
-    raw = request.query.get("since")
-    if raw is None:
-        return None
-    if not (raw.isascii() and raw.isdigit()):  # isdigit() alone takes "²"
-        raise ApiError(400, "bad_since", f"since must be a sequence number, got {raw!r}")
-    return int(raw)
+class SocketQuery(Query):
+    error_code = "bad_since"
+    since: Annotated[int, Field(ge=0, le=MAX_BIGINT), Code("bad_since")] | None = Field(
+        None, description="Replay the events after this seq before the live ones"
+    )
 
 
 class SocketSession:
@@ -242,19 +246,65 @@ async def _close_all(app: web.Application) -> None:
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
 
 
-async def agent_socket(request: web.Request) -> web.WebSocketResponse:
-    runtime = request.app[RUNTIME]
-    token_id, since = token_id_of(request), since_of(request)
+async def _reader(request: web.Request, path: Mapping[str, Any]) -> Principal | None:
+    """Anyone reads public events; a credential that is not valid is refused."""
+    return socket_principal(request)
+
+
+async def _operator(request: web.Request, path: Mapping[str, Any]) -> Principal | None:
     principal = socket_principal(request)
-    try:
-        await runtime.live.agent(token_id)
-    except UnknownAgent as exc:
-        raise ApiError(404, "unknown_agent", str(exc)) from None
+    if not principal.operator:
+        raise ApiError(401, "unauthenticated", "the firehose needs the operator API key")
+    return principal
+
+
+# Credentials in the Authorization header, or in ?access_token= (browsers set no headers).
+READER = Auth(
+    ({}, {"signIn": []}, {"operatorKey": []}, {"accessToken": []}),
+    {401: ("invalid_token", "token_expired")},
+    _reader,
+)
+OPERATOR_SOCKET = Auth(({"operatorKey": []}, {"accessToken": []}), {401: UNAUTHORIZED}, _operator)
+NO_HANDSHAKE = {400: ("bad_request",)}  # aiohttp's answer to a GET that does not upgrade
+
+
+def _opened(channel: str, **links: Any) -> Answer:
+    """The 101 of a socket; its frames are the AsyncAPI document's ``channel``."""
+    return Answer(
+        f"Switching Protocols: the WebSocket is open. Its frames are described by the "
+        f"AsyncAPI document at {ASYNCAPI} (channel {channel})",
+        status=101,
+        extensions={"x-asyncapi": {"document": ASYNCAPI, "channel": f"#/channels/{channel}"}},
+        links=links,
+    )
+
+
+@ROUTES.get(
+    "/v1/agents/{token_id}/ws",
+    "agentSocket",
+    "WebSocket of one agent's events (more by command); private ones to its owner",
+    auth=READER,
+    ok=_opened(
+        "agent",
+        getAgent={
+            "operationId": "getAgent",
+            "parameters": {"token_id": "$request.path.token_id"},
+            "description": "The agent the socket's snapshot shows",
+        },
+    ),
+    errors={**NO_HANDSHAKE, 404: ("unknown_agent",)},
+)
+async def agent_socket(
+    request: web.Request, token_id: TokenId, query: SocketQuery, principal: Principal | None
+) -> web.WebSocketResponse:
+    runtime = request.app[RUNTIME]
+    principal = principal or Principal()
+    await runtime.live.agent(token_id)  # an unknown agent is refused before the upgrade
     ws = await _open(request)
     viewer = None if principal.operator else principal.address  # the operator sees all
     sub = Subscription(runtime.settings.api.ws_queue, tokens={token_id}, viewer=viewer)
     try:
-        await SocketSession(request, ws, sub, principal).run(since, [token_id])
+        await SocketSession(request, ws, sub, principal).run(query.since, [token_id])
     finally:
         request.app[SOCKETS].discard(ws)
     return ws
@@ -274,15 +324,20 @@ async def may_see_private(session: SocketSession, token_id: int) -> bool:
     return await session.runtime.live.owner(token_id) == principal.address
 
 
-async def firehose(request: web.Request) -> web.WebSocketResponse:
+@ROUTES.get(
+    "/v1/ws",
+    "firehose",
+    "WebSocket of every event (operator)",
+    auth=OPERATOR_SOCKET,
+    ok=_opened("firehose"),
+    errors=NO_HANDSHAKE,
+)
+async def firehose(request: web.Request, query: SocketQuery) -> web.WebSocketResponse:
     runtime = request.app[RUNTIME]
-    if not socket_principal(request).operator:
-        raise ApiError(401, "unauthenticated", "the firehose needs the operator API key")
-    since = since_of(request)
     ws = await _open(request)
     sub = Subscription(runtime.settings.api.ws_queue, everything=True)
     try:
-        await SocketSession(request, ws, sub, Principal(operator=True)).run(since, [])
+        await SocketSession(request, ws, sub, Principal(operator=True)).run(query.since, [])
     finally:
         request.app[SOCKETS].discard(ws)
     return ws
@@ -291,5 +346,4 @@ async def firehose(request: web.Request) -> web.WebSocketResponse:
 def add_routes(app: web.Application) -> None:
     app[SOCKETS] = set()
     app.on_shutdown.append(_close_all)
-    app.router.add_get("/v1/agents/{token_id}/ws", agent_socket)
-    app.router.add_get("/v1/ws", firehose)
+    ROUTES.add_to(app)

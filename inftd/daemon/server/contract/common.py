@@ -3,8 +3,10 @@ shared answers (rate limited, busy, unauthorized...), the credentials, the pushe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from inftd.daemon.server.api.push import AgentEvent
 from inftd.daemon.server.api.ws import CLOSE_TOO_SLOW, MAX_CLIENT_MESSAGE
 from inftd.indexer.webhook import REPLAY_WINDOW, SIGNATURE_HEADER, TIMESTAMP_HEADER
 
@@ -153,10 +155,11 @@ answers what it has) until it holds every event up to it.
 **CORS**: preflights (`OPTIONS` with `Access-Control-Request-Method`) from the configured
 origins get 204; from other origins 403 `origin_not_allowed`.
 
-**WebSockets** (`/v1/agents/{{token_id}}/ws`, `/v1/ws`) answer 101 and then speak JSON:
-the server sends `WsServerMessage`s (a snapshot, missed events with `?since=<seq>`, live
-events), the client sends `WsCommand`s of at most {MAX_CLIENT_MESSAGE} bytes. A client that
-falls behind is closed with code {CLOSE_TOO_SLOW}.
+**WebSockets** (`/v1/agents/{{token_id}}/ws`, `/v1/ws`) answer 101 and then speak JSON,
+described by the AsyncAPI document at `/asyncapi.json`: the server sends a snapshot, missed
+events with `?since=<seq>`, live events and the answers to commands; the client sends
+commands of at most {MAX_CLIENT_MESSAGE} bytes. A client that falls behind is closed with
+code {CLOSE_TOO_SLOW}.
 """
 
 
@@ -196,8 +199,12 @@ def security_schemes() -> dict[str, Any]:
     }
 
 
-def push_webhooks() -> dict[str, Any]:
-    """The document's ``webhooks``: what inftd POSTs to an owner's webhook URL."""
+PUSHED: tuple[Any, ...] = (AgentEvent,)  # the models of the pushes (described with the routes')
+
+
+def push_webhooks(described: Callable[[Any], Schema]) -> dict[str, Any]:
+    """The document's ``webhooks``: what inftd POSTs to an owner's webhook URL;
+    ``described`` gives the schema of a model of ``PUSHED``."""
 
     def header(name: str, description: str) -> dict[str, Any]:
         return {"name": name, "in": "header", "required": True, "schema": STRING,
@@ -220,7 +227,7 @@ def push_webhooks() -> dict[str, Any]:
                 ],
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": ref("AgentEvent")}},
+                    "content": {"application/json": {"schema": described(AgentEvent)}},
                 },
                 "responses": {
                     "2XX": {"description": "Delivered"},

@@ -9,7 +9,7 @@ error at start; ``legacy`` still describes the operations not moved onto declara
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -29,11 +29,13 @@ Key = tuple[str, int]  # (mode, id of the type): one schema per type and mode
 class Schemas:
     """Every type the operations name, described in one pass (so models are shared)."""
 
-    def __init__(self, routes: list[Route]) -> None:
+    def __init__(self, routes: list[Route], pushed: Iterable[Any] = ()) -> None:
         kinds: dict[Key, tuple[JsonSchemaMode, Any]] = {}
         for route in routes:
             for mode, kind in _types_of(route):
                 kinds[(mode, id(kind))] = (mode, kind)
+        for kind in pushed:  # what the server sends out: written like answers
+            kinds[("serialization", id(kind))] = ("serialization", kind)
         inputs = [(key, mode, TypeAdapter(kind)) for key, (mode, kind) in kinds.items()]
         described, defs = TypeAdapter.json_schemas(inputs, ref_template=REF_TEMPLATE)
         self.by_key = {key: schema for (key, _), schema in described.items()}
@@ -52,8 +54,8 @@ class Schemas:
 def _types_of(route: Route) -> Iterator[tuple[JsonSchemaMode, Any]]:
     if route.query is not None:
         yield "validation", route.query
-    if route.body is not None:
-        yield "validation", route.body
+    if route.documented_body() is not None:
+        yield "validation", route.documented_body()
     for param in route.path_params:
         yield "validation", param.kind
     for answer in route.answers:
@@ -85,8 +87,8 @@ def error_codes(route: Route) -> dict[int, list[str]]:
         add(400, *_codes_of_model(route.query))
     if route.versioned:
         add(400, "bad_min_seq")
-    if route.body is not None:
-        add(400, "malformed_json", *_codes_of_model(route.body))
+    if route.documented_body() is not None:
+        add(400, "malformed_json", *_codes_of_model(route.documented_body()))
         add(413, "request_entity_too_large")
     for status, names in route.errors.items():
         add(status, *names)
@@ -111,6 +113,7 @@ def _responses(route: Route, schemas: Schemas) -> dict[str, Any]:
         described["headers"].update(given.headers)
         if given.links:
             described["links"] = dict(given.links)
+        described.update(given.extensions)
         same = answers.get(str(given.status))
         if same is not None and "content" in described:  # one more media type of it
             same.setdefault("content", {}).update(described["content"])
@@ -193,10 +196,11 @@ def operation(route: Route, schemas: Schemas) -> dict[str, Any]:
         described["parameters"] = parameters
     if route.auth.security:
         described["security"] = [dict(requirement) for requirement in route.auth.security]
-    if route.body is not None:
+    body = route.documented_body()
+    if body is not None:
         described["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": schemas.of(route.body, "validation")}},
+            "content": {"application/json": {"schema": schemas.of(body, "validation")}},
         }
     described["responses"] = _responses(route, schemas)
     return described
@@ -223,7 +227,7 @@ def openapi_document(
 ) -> dict[str, Any]:
     """The document of what ``app`` serves; ``legacy`` the older sections' document."""
     contract = app.get(CONTRACT) or {}
-    schemas = Schemas(list(contract.values()))
+    schemas = Schemas(list(contract.values()), common.PUSHED)
     paths: dict[str, dict[str, Any]] = {}
     for method, path in served(app):
         route = contract.get((method, path))
@@ -257,6 +261,6 @@ def openapi_document(
         },
         "tags": [{"name": name, "description": text} for name, text in descriptions.items()],
         "paths": paths,
-        "webhooks": common.push_webhooks(),
+        "webhooks": common.push_webhooks(lambda kind: schemas.of(kind, "serialization")),
         "components": components,
     }

@@ -11,10 +11,13 @@
 
 The handler's parameters say what it takes: ``query`` (a ``Query`` model), ``body`` (a
 ``Body`` model or any annotated type), ``principal`` (who asks, once ``auth`` let them in)
-and the path values by name (annotated types such as ``TokenId``). The decorator leaves the
-function as it is and records the aiohttp handler that parses those, checks ``auth``, and
-writes a returned ``Wire`` model as JSON; ``Routes.add_to`` serves them and lists them in
-``app[CONTRACT]``, from which the OpenAPI document is built.
+and the path values by name (annotated types such as ``TokenId``). A handler that needs
+the raw bytes first (a signature over them) takes no ``body``: ``body_doc=Model``
+documents the body, which the handler validates itself when it may (``validation_error``
+gives the codes the document lists). The decorator leaves the function as it is and
+records the aiohttp handler that parses those, checks ``auth``, and writes a returned
+``Wire`` model as JSON; ``Routes.add_to`` serves them and lists them in ``app[CONTRACT]``,
+from which the OpenAPI document is built.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class Answer:
     media: str = "application/json"
     headers: Mapping[str, Any] = field(default_factory=dict)  # OpenAPI header objects
     links: Mapping[str, Any] = field(default_factory=dict)  # OpenAPI link objects
+    extensions: Mapping[str, Any] = field(default_factory=dict)  # "x-..." keys of the answer
 
 
 Admit = Callable[[web.Request, Mapping[str, Any]], Awaitable[Principal | None]]
@@ -117,6 +121,7 @@ class Route:
     path_params: tuple[PathParam, ...]
     query: type[BaseModel] | None
     body: Any  # the body's type, or None
+    body_doc: Any  # the type of a body the handler reads itself (a signed one), or None
     wants_principal: bool
     versioned: bool  # an ETag and ?minSeq= (inftd.agents.live)
     limited: bool  # rate limited (429)
@@ -125,6 +130,10 @@ class Route:
 
     def success(self) -> int:
         return self.answers[0].status
+
+    def documented_body(self) -> Any:
+        """The body's type as the document gives it, whoever parses it."""
+        return self.body if self.body is not None else self.body_doc
 
 
 def field_code(model: type[BaseModel], wire_name: Any) -> str:
@@ -264,9 +273,12 @@ class Routes:
         limited: bool = True,
         description: str | None = None,
         parameters: tuple[Mapping[str, Any], ...] = (),
+        body_doc: Any = None,
     ) -> Callable[[F], F]:
         def declare(handler: F) -> F:
             types = _signature(handler, path)
+            if body_doc is not None and "body" in types:
+                raise TypeError(f"{handler.__name__} takes a body and reads one itself")
             route = Route(
                 method=method,
                 path=path,
@@ -279,6 +291,7 @@ class Routes:
                 path_params=_path_params(types),
                 query=types.get("query"),
                 body=types.get("body"),
+                body_doc=body_doc,
                 wants_principal="principal" in types,
                 versioned=versioned,
                 limited=limited,

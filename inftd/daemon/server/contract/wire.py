@@ -8,8 +8,10 @@ value of it gets (``Code``), else the model's ``error_code`` applies.
 
 from __future__ import annotations
 
+import re
 import types
 import typing
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
@@ -134,6 +136,22 @@ GenerationId = Annotated[
         examples=["0b6f3c9e-8d2a-4f4e-9a51-3c2d1e0f9a77"],
     ),
     PathValue("unknown_generation", "The generation's id", status=404),
+]
+UUID = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
+def _hyphenated(value: Any) -> Any:
+    """Only the hyphenated form: pydantic's UUID also takes ``{...}``, ``urn:uuid:``, 32 hex."""
+    if isinstance(value, str) and not re.fullmatch(UUID, value):
+        raise ValueError("must be a UUID, 8-4-4-4-12 hexadecimal digits")
+    return value
+
+
+WebhookId = Annotated[
+    uuid.UUID,
+    BeforeValidator(_hyphenated),
+    WithJsonSchema({"type": "string", "format": "uuid", "pattern": UUID}),
+    PathValue("bad_webhook_id", "The webhook's id (a UUID), as created"),
 ]
 
 # Python's str.strip() whitespace, spelled out: JSON Schema, Python and Rust regexes each

@@ -27,7 +27,6 @@ from inftd.daemon.server.openapi import (
     mints,
     social,
     spend,
-    statesync,
 )
 from inftd.daemon.server.openapi.section import Section
 
@@ -57,7 +56,6 @@ SECTIONS: tuple[Callable[[], Section], ...] = (
     learning.section,
     social.section,
     spend.section,
-    statesync.section,
 )
 
 

@@ -359,24 +359,6 @@ def _schemas() -> dict[str, Schema]:
                 "next": {**nullable(STRING), "description": "The before= of the next page"},
             }
         ),
-        "WsGenerateCommand": {
-            "type": "object",
-            "required": ["type", "tokenId", "kind", "prompt"],
-            "additionalProperties": False,
-            "properties": {
-                "type": {"const": "generate"},
-                "tokenId": {**COUNT, "description": "An agent the socket's sign-in owns"},
-                "idempotencyKey": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS},
-                **request,
-            },
-        },
-        "WsGenerationQueued": obj(
-            {
-                "type": {"const": "generationQueued"},
-                "generation": ref("Generation"),
-                "replayed": {"type": "boolean"},
-            }
-        ),
     }
 
 

@@ -18,7 +18,6 @@ COUNT = {"type": "integer", "minimum": 0}
 STRING = {"type": "string"}
 TIME = {"type": "string", "format": "date-time"}
 BAD_BODY = ("malformed_json", "bad_request")  # read_json, then a body of the wrong shape
-NOT_FOUND = ("unknown_agent", "unknown_webhook")
 
 
 def nullable(schema: Schema) -> Schema:

@@ -1,14 +1,13 @@
-"""What is left of the social section: the WebSocket message command and its answer, which
-the base section's WsCommand and WsServerMessage still name, and the analytics window's
-parameters, which the spend section names. The social and analytics routes are declared
-at their handlers (inftd/daemon/server/api/social.py and api/analytics.py)."""
+"""What is left of the social section: the analytics window's parameters, which the spend
+section names. The social and analytics routes are declared at their handlers
+(inftd/daemon/server/api/social.py and api/analytics.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from inftd.agents.analytics import DEFAULT_WINDOW, MAX_WINDOW
-from inftd.daemon.server.openapi.parts import COUNT, STRING, TIME, Schema, nullable, obj
+from inftd.daemon.server.openapi.parts import Schema
 from inftd.daemon.server.openapi.section import Section
 
 TIME_FORMS = "unix seconds or ISO 8601 (UTC unless it names an offset)"
@@ -39,36 +38,6 @@ def _parameters() -> dict[str, Any]:
     }
 
 
-def _schemas() -> dict[str, Schema]:
-    message = obj(
-        {
-            "id": COUNT,
-            "from": COUNT,
-            "to": COUNT,
-            "kind": STRING,
-            "body": {"type": "object", "description": 'A text message is {"text": ...}'},
-            "createdAt": nullable(TIME),
-            "readAt": nullable(TIME),
-        }
-    )
-    return {
-        "WsMessageCommand": obj(
-            {
-                "type": {"const": "message"},
-                "tokenId": {**COUNT, "description": "The sender, owned by the socket's sign-in"},
-                "to": COUNT,
-                "kind": STRING,
-                "text": STRING,
-                "body": {"type": "object"},
-            },
-            "kind",
-            "text",
-            "body",
-        ),
-        "WsMessageSent": obj({"type": {"const": "messageSent"}, "message": message}),
-    }
-
-
 def section() -> Section:
-    """The WebSocket message frames and the analytics window's parameters."""
-    return Section(tags={}, paths={}, schemas=_schemas(), parameters=_parameters())
+    """The analytics window's parameters."""
+    return Section(tags={}, paths={}, parameters=_parameters())

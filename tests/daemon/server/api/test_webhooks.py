@@ -17,7 +17,7 @@ from inftd.daemon.cli.devnet import Anvil, rpc_call
 from inftd.daemon.config import Settings
 from inftd.daemon.server.app import MAX_BODY_BYTES
 from inftd.indexer.deployment import Deployment
-from inftd.indexer.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
+from inftd.indexer.webhook import MAX_LOGS, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 from inftd.store.models import Agent, ChainEvent
 from tests.support.api import OpenApi, api_client, runtime_of
 from tests.support.contracts import Contracts
@@ -159,3 +159,49 @@ async def test_without_a_secret_the_endpoint_is_off(
         response = await client.post("/v1/webhooks/chain", data=b"{}")
         assert response.status == 503
         assert (await response.json())["error"]["code"] == "webhook_disabled"
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [
+        ("blockNumber", "12"),  # a quantity is 0x and hex digits
+        ("logIndex", 1),  # text, never a JSON number
+        ("address", "0x12"),
+        ("topics", ["0x00"] * 5),  # at most four
+        ("transactionHash", None),
+    ],
+)
+async def test_a_log_of_the_wrong_shape_is_malformed_before_the_chain_is_asked(
+    client: TestClient, chain: Anvil, deployment: Deployment, field: str, bad: Any
+) -> None:
+    logs = purchase_logs(chain, deployment)
+    logs[1][field] = bad
+    response = await post(client, orjson.dumps({"logs": logs}))
+    assert response.status == 400, await response.text()
+    error = (await response.json())["error"]
+    assert (error["code"], error["message"].split(":")[0]) == ("malformed", f"logs.1.{field}")
+    assert await stored_events(client) == 0
+
+
+async def test_more_logs_than_allowed_are_refused_whatever_their_shape(client: TestClient) -> None:
+    for log in ({}, {"address": "0x1"}):
+        body = orjson.dumps({"logs": [log] * (MAX_LOGS + 1)})
+        response = await post(client, body)
+        assert response.status == 413
+        assert (await response.json())["error"]["code"] == "too_many_logs"
+    refused = await (await client.get("/v1/status")).json()
+    assert refused["indexer"]["webhook"]["requests_refused"] == 2
+
+
+async def test_a_logs_other_fields_reach_the_chain_check(
+    client: TestClient, chain: Anvil, deployment: Deployment
+) -> None:
+    """eth_getLogs gives more fields than the model names (removed, transactionIndex...):
+    they pass, and a log is checked as sent."""
+    logs = purchase_logs(chain, deployment)
+    assert {"removed", "transactionIndex"} <= set(logs[0])
+    response = await post(client, orjson.dumps({"logs": logs}))
+    assert response.status == 200, await response.text()
+    results = (await response.json())["results"]
+    assert [r["status"] for r in results] == ["accepted", "accepted"]
+    assert all("reason" not in r for r in results)  # written only when there is one
