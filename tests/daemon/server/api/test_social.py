@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from inftd.agents.messages import MAX_TEXT_CHARS, MESSAGES_PER_MINUTE
 from inftd.daemon.cli.devnet import BUYER, FRIEND, Anvil
+from inftd.daemon.server import asyncapi
 from inftd.daemon.server.app import api_document
 from inftd.indexer.deployment import Deployment
 from inftd.store.models import AgentMessage, Collaboration, EventRecord, Memory
@@ -90,7 +91,8 @@ async def stored(client: Client, model: Any, *where: Any) -> int:
 async def receive(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
     message = await asyncio.wait_for(ws.receive_json(), 10)
     assert isinstance(message, dict)
-    SPEC.validate(message, SPEC.doc["components"]["schemas"]["WsServerMessage"])
+    [model] = [m for m in asyncapi.SERVER_FRAMES if asyncapi.wire_type(m) == message["type"]]
+    model.model_validate_json(orjson.dumps(message))  # a frame the AsyncAPI document describes
     return message
 
 
