@@ -24,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inftd.agents.errors import UnknownAgent
 from inftd.agents.owners import MAX_STORED_TOKEN_ID
-from inftd.agents.views import iso
 from inftd.store.models import Agent, CreditEntry, utcnow
 
 TOTAL_KINDS = ("grant", "topup", "adjust")
@@ -47,7 +46,8 @@ class Balances:
         )
 
     def as_json(self) -> dict[str, int]:
-        """With the seed's field names."""
+        """With the seed's field names, for ``credits.changed`` (the API's answers are
+        ``server.api.credits``'s models)."""
         return {
             "totalCredits": self.total,
             "usedCredits": self.used,
@@ -95,17 +95,6 @@ class LedgerEntry:
             row.note,
             row.created_at,
         )
-
-    def as_json(self) -> dict[str, Any]:
-        """For the owner: the key is left out (it is ours, built from the caller's)."""
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "amount": self.amount,
-            "generationId": self.generation_id,
-            "note": self.note,
-            "createdAt": iso(self.created_at),
-        }
 
 
 def grant_entry(

@@ -9,169 +9,228 @@ activity rather than the token's public state. ``GET /v1/agents/{tokenId}/credit
 for the ledger, so it is owner-only as a whole and always has one shape; the balances it
 repeats stay public on the other two routes.
 
-Insufficient credits are 409 ``insufficient_credits`` everywhere (``api_error``): the
+Insufficient credits are 409 ``insufficient_credits`` everywhere (``server.errors``): the
 request is well formed but conflicts with the agent's current balance, and may succeed once
 credits are added. 402 is reserved by RFC 9110 and read differently by clients and proxies.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Literal
 
-import orjson
 from aiohttp import web
+from pydantic import AfterValidator, Field, WithJsonSchema
 
 from inftd.agents.credits import MAX_AMOUNT, MAX_KEY_CHARS, adjust
-from inftd.agents.errors import (
-    AgentError,
-    BadCreditRequest,
-    InsufficientCredits,
-    LimitExceeded,
-    OverCommit,
-    OverRefund,
-    UnknownAgent,
-    UnknownReservation,
-    UnpricedGeneration,
+from inftd.agents.errors import AgentError
+from inftd.agents.ledger import Balances, LedgerEntry, cached_balances, ledger_page
+from inftd.daemon.server.contract.routes import OPERATOR, OWNER, PUBLIC, Answer, Routes
+from inftd.daemon.server.contract.wire import (
+    MAX_BIGINT,
+    MAX_UINT256,
+    UINT256_TEXT,
+    Body,
+    Code,
+    Count,
+    NoNul,
+    Query,
+    Time,
+    TokenId,
+    Wire,
 )
-from inftd.agents.ledger import cached_balances, ledger_page
-from inftd.agents.owners import MAX_STORED_TOKEN_ID
-from inftd.daemon.server.access import require_operator, require_owner
-from inftd.daemon.server.api.agents import MAX_TOKEN_DIGITS, token_id_of
-from inftd.daemon.server.http import (
-    RUNTIME,
-    ApiError,
-    json_response,
-    reach_min_seq,
-    read_json,
-    versioned_response,
-)
+from inftd.daemon.server.errors import answer_for
+from inftd.daemon.server.http import RUNTIME, ApiError, versioned_response
 
+ROUTES = Routes("credits", "An agent's credits and their ledger")
+CREDITS = "/v1/agents/{token_id}/credits"
+LEGACY_PATH = "/api/credits"
 LEDGER_PAGE = 50  # entries per page unless ?limit= says otherwise
 MAX_LEDGER_PAGE = 200
 MAX_ADJUST_NOTE = 500  # characters of an adjustment's note
-LEGACY_PATH = "/api/credits"
-
-# Domain refusals as HTTP: (status, code). Usage limits that pass with time are 429.
-_STATUS: list[tuple[type[AgentError], int, str]] = [
-    (UnknownAgent, 404, "unknown_agent"),
-    (InsufficientCredits, 409, "insufficient_credits"),
-    (UnknownReservation, 409, "unknown_reservation"),
-    (OverCommit, 409, "over_commit"),
-    (OverRefund, 409, "over_refund"),
-    (BadCreditRequest, 400, "bad_request"),
-    (UnpricedGeneration, 400, "unpriced_generation"),
-]
+# inftd.agents.ledger.KINDS, which a test checks this against.
+EntryKind = Literal["grant", "topup", "adjust", "reserve", "commit", "release", "refund"]
+# C0 and C1 controls and line breaks, which str.isprintable() refuses among others (it also
+# refuses format characters, unassigned ones and spaces other than " ").
+PRINTABLE = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]+$"
 
 
-def api_error(exc: AgentError) -> ApiError:
-    """The API's answer to a refused credits operation or usage check (for every route that
-    spends credits, so they all answer alike); its message names the problem."""
-    if isinstance(exc, LimitExceeded):
-        status = 400 if exc.limit_name == "max_prompt_chars" else 429
-        return ApiError(status, "limit_exceeded", str(exc))
-    for kind, status, code in _STATUS:
-        if isinstance(exc, kind):
-            return ApiError(status, code, str(exc))
-    raise exc
+# -- answers --------------------------------------------------------------------------------
 
 
-def _decimal(raw: str, name: str, code: str) -> int:
-    # ASCII only: str.isdigit() also takes "²" and other scripts' digits.
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > MAX_TOKEN_DIGITS:
-        raise ApiError(400, code, f"{name} must be an integer in decimal, got {raw!r:.100}")
-    return int(raw)
+class CreditsBalances(Wire):
+    """The seed's field names."""
+
+    package_token_id: Count
+    total_credits: Count
+    used_credits: Count
+    reserved_credits: Count
+    available_credits: Count
 
 
-def _page(request: web.Request) -> tuple[int, int | None]:
-    """(limit, before) from ``?limit=&before=<entry id>``."""
-    limit = LEDGER_PAGE
-    if (raw := request.query.get("limit")) is not None:
-        limit = _decimal(raw, "limit", "bad_limit")
-        if not 1 <= limit <= MAX_LEDGER_PAGE:
-            raise ApiError(400, "bad_limit", f"limit must be 1 to {MAX_LEDGER_PAGE}, got {limit}")
-    before = None
-    if (raw := request.query.get("before")) is not None:
-        # Entry ids are BIGINT: a larger cursor is just "from the newest".
-        before = min(_decimal(raw, "before", "bad_before"), MAX_STORED_TOKEN_ID)
-    return limit, before
+class CreditsLedgerEntry(Wire):
+    """For the owner: the idempotency key is left out (it is ours, built from the caller's)."""
+
+    id: Count
+    kind: EntryKind
+    amount: int = Field(description="Credits; only an adjust may be negative")
+    generation_id: str | None
+    note: str | None
+    created_at: Time
 
 
-async def get_credits(request: web.Request) -> web.Response:
-    token_id = token_id_of(request)
-    await require_owner(request, token_id)
-    limit, before = _page(request)
-    async with request.app[RUNTIME].engine.connect() as conn:
-        balances = await cached_balances(conn, token_id)
-        entries, cursor = await ledger_page(conn, token_id, limit, before)
-    return json_response(
-        {
-            "packageTokenId": token_id,
-            **balances.as_json(),
-            "ledger": [e.as_json() for e in entries],
-            "next": cursor,
-        }
+class CreditsLedgerPage(CreditsBalances):
+    ledger: list[CreditsLedgerEntry]
+    next: Count | None = Field(description="The before= of the next page; null on the last")
+
+
+class CreditsAdjusted(CreditsBalances):
+    entry: CreditsLedgerEntry
+    replayed: bool = Field(description="The key had been applied")
+
+
+def _balances(token_id: int, balances: Balances) -> CreditsBalances:
+    return CreditsBalances(
+        package_token_id=token_id,
+        total_credits=balances.total,
+        used_credits=balances.used,
+        reserved_credits=balances.reserved,
+        available_credits=balances.available,
     )
 
 
-async def legacy_credits(request: web.Request) -> web.Response:
-    """The seed's ``/api/credits?tokenId=N``, public, with the seed's field names."""
-    raw = request.query.get("tokenId")
-    if raw is None:
-        raise ApiError(400, "bad_token_id", "give the package token as ?tokenId=N")
-    token_id = _decimal(raw, "tokenId", "bad_token_id")
-    await reach_min_seq(request)
-    try:
-        entry = await request.app[RUNTIME].live.agent(token_id)
-    except UnknownAgent as exc:
-        raise api_error(exc) from None
-    body = orjson.dumps({"packageTokenId": token_id, **entry.balances.as_json()})
+def _entry(entry: LedgerEntry) -> CreditsLedgerEntry:
+    return CreditsLedgerEntry.model_validate(entry, from_attributes=True)
+
+
+# -- requests -------------------------------------------------------------------------------
+
+
+EntryId = Annotated[int, Field(ge=1, le=MAX_BIGINT)]  # a BIGINT column
+
+
+class LedgerQuery(Query):
+    limit: Annotated[int, Field(ge=1, le=MAX_LEDGER_PAGE), Code("bad_limit")] = Field(
+        LEDGER_PAGE,
+        description=f"Entries per page, 1 to {MAX_LEDGER_PAGE} (default {LEDGER_PAGE})",
+        examples=[1, LEDGER_PAGE],
+    )
+    before: Annotated[EntryId | None, Code("bad_before")] = Field(
+        None, description="Only entries older than this entry id: the previous page's next"
+    )
+
+
+class LegacyCreditsQuery(Query):
+    error_code = "bad_token_id"  # no tokenId at all
+    token_id: Annotated[
+        int,
+        Field(ge=0, le=MAX_UINT256),
+        WithJsonSchema({**UINT256_TEXT, "examples": ["1", "2", "0"]}),
+        Code("bad_token_id"),
+    ] = Field(description="The package token id, a uint256 in decimal")
+
+
+def _non_zero(amount: int) -> int:
+    if amount == 0:
+        raise ValueError("must not be 0")
+    return amount
+
+
+def _printable(key: str) -> str:
+    if not key.isprintable():
+        raise ValueError("must be printable characters")
+    return key
+
+
+class CreditsAdjustment(Body):
+    amount: Annotated[
+        int,
+        Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT),
+        AfterValidator(_non_zero),
+    ] = Field(description="Credits added (negative: removed); not 0")
+    note: Annotated[NoNul, Field(min_length=1, max_length=MAX_ADJUST_NOTE)] = Field(
+        description="Why; shown in the owner's ledger"
+    )
+    idempotency_key: Annotated[
+        str,
+        Field(min_length=1, max_length=MAX_KEY_CHARS, pattern=PRINTABLE),
+        AfterValidator(_printable),
+    ] = Field(
+        description="Printable characters; the same key again applies nothing",
+        examples=["ticket-4711"],
+    )
+
+
+# -- routes ---------------------------------------------------------------------------------
+
+
+@ROUTES.get(
+    CREDITS,
+    "getCredits",
+    "The agent's balances and its ledger, newest first (owner or operator)",
+    auth=OWNER,
+    ok=Answer("Balances and a page of the ledger", CreditsLedgerPage),
+)
+async def get_credits(
+    request: web.Request, token_id: TokenId, query: LedgerQuery
+) -> CreditsLedgerPage:
+    async with request.app[RUNTIME].engine.connect() as conn:
+        balances = await cached_balances(conn, token_id)
+        entries, cursor = await ledger_page(conn, token_id, query.limit, query.before)
+    return CreditsLedgerPage(
+        **_balances(token_id, balances).model_dump(),
+        ledger=[_entry(e) for e in entries],
+        next=cursor,
+    )
+
+
+@ROUTES.get(
+    LEGACY_PATH,
+    "legacyCredits",
+    "The seed's credits route: an agent's balances, public",
+    auth=PUBLIC,
+    ok=Answer("The balances; the ETag is the agent's version", CreditsBalances),
+    versioned=True,
+    errors={404: ("unknown_agent",)},
+)
+async def legacy_credits(request: web.Request, query: LegacyCreditsQuery) -> web.Response:
+    """The seed's ``/api/credits?tokenId=N``, with the seed's field names, from the live copy."""
+    entry = await request.app[RUNTIME].live.agent(query.token_id)
+    body = _balances(query.token_id, entry.balances).to_json()
     return versioned_response(request, body, entry.etag)
 
 
-def _adjustment(body: Any) -> tuple[int, str, str]:
-    """(amount, note, idempotency key) of an adjust request, or 400 naming the field."""
-    if not isinstance(body, dict):
-        raise ApiError(
-            400, "bad_request", 'send {"amount": N, "note": "...", "idempotencyKey": "..."}'
-        )
-    amount, note, key = body.get("amount"), body.get("note"), body.get("idempotencyKey")
-    if not isinstance(amount, int) or isinstance(amount, bool) or not 0 < abs(amount) <= MAX_AMOUNT:
-        raise ApiError(
-            400, "bad_request", f"amount must be a non-zero integer within ±{MAX_AMOUNT}"
-        )
-    if not isinstance(note, str) or not 0 < len(note) <= MAX_ADJUST_NOTE or "\x00" in note:
-        raise ApiError(
-            400, "bad_request", f"note must say why, in 1 to {MAX_ADJUST_NOTE} characters"
-        )
-    if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_CHARS or not key.isprintable():
-        raise ApiError(
-            400, "bad_request", f"idempotencyKey must be 1 to {MAX_KEY_CHARS} printable characters"
-        )
-    return amount, note, key
-
-
-async def adjust_credits(request: web.Request) -> web.Response:
-    require_operator(request)
-    token_id = token_id_of(request)
-    amount, note, key = _adjustment(await read_json(request))
+@ROUTES.post(
+    CREDITS + "/adjust",
+    "adjustCredits",
+    "Correct the agent's total credits (operator); a key applies once",
+    auth=OPERATOR,
+    ok=Answer("Adjusted, or the first result again for a key already applied", CreditsAdjusted),
+    errors={404: ("unknown_agent",), 409: ("insufficient_credits",)},
+)
+async def adjust_credits(
+    request: web.Request, token_id: TokenId, body: CreditsAdjustment
+) -> CreditsAdjusted:
     runtime = request.app[RUNTIME]
-    try:
-        async with runtime.writer.write(token_id) as (conn, agent):
-            change = await adjust(conn, agent, amount, key, note)
-    except (UnknownAgent, InsufficientCredits, BadCreditRequest) as exc:
-        raise api_error(exc) from None
+    async with runtime.writer.write(token_id) as (conn, agent):
+        change = await adjust(conn, agent, body.amount, body.idempotency_key, body.note)
     runtime.hub.poke()
-    return json_response(
-        {
-            "packageTokenId": token_id,
-            **change.balances.as_json(),
-            "entry": change.entries[0].as_json(),
-            "replayed": change.replayed,
-        }
+    return CreditsAdjusted(
+        **_balances(token_id, change.balances).model_dump(),
+        entry=_entry(change.entries[0]),
+        replayed=change.replayed,
     )
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/v1/agents/{token_id}/credits", get_credits)
-    app.router.add_post("/v1/agents/{token_id}/credits/adjust", adjust_credits)
-    app.router.add_get(LEGACY_PATH, legacy_credits)
+add_routes = ROUTES.add_to
+
+
+# -- a shim: api.generations, not yet declared, still builds its refusals ------------------
+
+
+def api_error(exc: AgentError) -> ApiError:
+    """The table's answer to ``exc`` (``server.errors``), for ``api.generations``, which
+    still turns refusals into ``ApiError``s itself; re-raised if the table has none."""
+    found = answer_for(exc)
+    if found is None:
+        raise exc
+    return ApiError(*found, str(exc))

@@ -21,12 +21,8 @@ from inftd.daemon.server.contract.document import openapi_document
 from inftd.daemon.server.contract.routes import Answer, Routes
 from inftd.daemon.server.openapi import (
     base,
-    credits,
     generations,
     learning,
-    mints,
-    social,
-    spend,
 )
 from inftd.daemon.server.openapi.section import Section
 
@@ -50,12 +46,8 @@ OpenApiDocument = TypeAliasType(
 # Every section of the document, in the order its tags are listed.
 SECTIONS: tuple[Callable[[], Section], ...] = (
     base.section,
-    credits.section,
     generations.section,
-    mints.section,
     learning.section,
-    social.section,
-    spend.section,
 )
 
 

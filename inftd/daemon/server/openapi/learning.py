@@ -1,5 +1,5 @@
 """What is left of the learning section: the generation id parameter, which the generations
-and mints sections still name. The learning routes are declared at their handlers
+section still names. The learning routes are declared at their handlers
 (inftd/daemon/server/api/learning.py)."""
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """The credits routes over a bought and indexed Starter package (100 credits): who may read
-the ledger and adjust, paging, bad input (400, nothing changed), and the legacy route."""
+the ledger and adjust, paging, bad input (400, nothing changed), the legacy route, and the
+answers' bytes read back by their models (so the models cannot drift from them)."""
 
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,9 +25,19 @@ from inftd.agents.errors import (
     UnknownAgent,
     UnpricedGeneration,
 )
+from inftd.agents.ledger import KINDS
 from inftd.daemon.cli.devnet import BUYER, FRIEND
-from inftd.daemon.server.api.credits import MAX_ADJUST_NOTE, api_error
+from inftd.daemon.server.api.credits import (
+    MAX_ADJUST_NOTE,
+    CreditsAdjusted,
+    CreditsBalances,
+    CreditsLedgerPage,
+    EntryKind,
+    api_error,
+)
 from inftd.daemon.server.app import api_document
+from inftd.daemon.server.contract.wire import Wire
+from inftd.daemon.server.errors import answer_for
 from inftd.store.models import EventRecord
 from tests.support.api import OPERATOR_KEY, OpenApi, bearer, runtime_of, sign_in
 from tests.support.openapi import Operation, Spec
@@ -147,10 +159,20 @@ async def test_bad_paging_is_a_400(
     assert body["error"]["code"] == code
 
 
-async def test_a_cursor_beyond_every_entry_starts_from_the_newest(
+@pytest.mark.parametrize("before", ["0", str(2**63), str(2**70)])
+async def test_a_cursor_that_is_no_entry_id_is_a_400(
+    client: Client, owner: dict[str, str], before: str
+) -> None:
+    """Entry ids are BIGINT from 1: a cursor outside them was read as "from the newest"
+    (or named nothing) and is refused now, as the document says."""
+    body = await get(client, CREDITS, 400, headers=owner, params={"before": before})
+    assert body["error"]["code"] == "bad_before"
+
+
+async def test_the_largest_cursor_starts_from_the_newest(
     client: Client, owner: dict[str, str]
 ) -> None:
-    body = await get(client, CREDITS, 200, headers=owner, params={"before": str(2**70)})
+    body = await get(client, CREDITS, 200, headers=owner, params={"before": str(2**63 - 1)})
     assert [e["kind"] for e in body["ledger"]] == ["grant"]
 
 
@@ -168,6 +190,9 @@ async def test_the_legacy_route_gives_the_balances_to_anyone(client: Client) -> 
     for missing in ("2", str(2**256 - 1)):
         body = await get(client, "/api/credits", 404, params={"tokenId": missing})
         assert body["error"]["code"] == "unknown_agent"
+    for beyond in (str(2**256), "9" * 78):  # not a uint256: no token (was a 404)
+        body = await get(client, "/api/credits", 400, params={"tokenId": beyond})
+        assert body["error"]["code"] == "bad_token_id"
 
 
 async def test_the_operator_adjusts_once_per_key(client: Client, owner: dict[str, str]) -> None:
@@ -228,7 +253,7 @@ GOOD = {"amount": 5, "note": "why", "idempotencyKey": "k"}
     ("body", "code", "names"),
     [
         (b"{nope", "malformed_json", "JSON"),
-        (b"[1]", "bad_request", "amount"),
+        (b"[1]", "bad_request", "object"),
         ({**GOOD, "amount": 0}, "bad_request", "amount"),
         ({**GOOD, "amount": 1.5}, "bad_request", "amount"),
         ({**GOOD, "amount": "5"}, "bad_request", "amount"),
@@ -242,6 +267,7 @@ GOOD = {"amount": 5, "note": "why", "idempotencyKey": "k"}
         ({**GOOD, "idempotencyKey": ""}, "bad_request", "idempotencyKey"),
         ({**GOOD, "idempotencyKey": "k" * 129}, "bad_request", "idempotencyKey"),
         ({**GOOD, "idempotencyKey": "a\nb"}, "bad_request", "idempotencyKey"),
+        ({**GOOD, "idempotencyKey": "a\u200bb"}, "bad_request", "idempotencyKey"),
         ({**GOOD, "amount": -101}, "insufficient_credits", "needs 101 credits, has 100"),
     ],
 )
@@ -271,7 +297,43 @@ async def test_bad_adjustments_are_refused_and_change_nothing(
     ],
 )
 def test_refusals_map_to_one_status_each(error: AgentError, status: int, code: str) -> None:
+    """The error table's answers, which api_error (left for api.generations) gives too."""
+    assert answer_for(error) == (status, code)
     answer = api_error(error)
     assert (answer.status, answer.code, answer.message) == (status, code, str(error))
     if isinstance(error, LimitExceeded):
         assert error.limit_name in answer.message
+
+
+def test_api_error_leaves_what_the_table_does_not_know() -> None:
+    with pytest.raises(AgentError, match="odd"):
+        api_error(AgentError("odd"))
+
+
+def test_the_ledger_kinds_of_the_answers_are_the_ledgers() -> None:
+    assert typing.get_args(EntryKind) == KINDS
+
+
+async def read_as(client: Client, model: type[Wire], method: str, path: str, **kwargs: Any) -> Any:
+    """The answer's bytes, read by ``model`` (closed: a field added or renamed fails)."""
+    async with client.request(method, path, **kwargs) as response:
+        assert response.status == 200, await response.read()
+        return model.model_validate_json(await response.read())
+
+
+async def test_real_answers_are_the_models(client: Client, owner: dict[str, str]) -> None:
+    await spend(client, 3, "a", "gen-a")
+    page = await read_as(client, CreditsLedgerPage, "GET", CREDITS, headers=owner)
+    assert [e.kind for e in page.ledger] == ["commit", "reserve", "grant"]
+    assert (page.package_token_id, page.used_credits, page.next) == (1, 3, None)
+    legacy = await read_as(client, CreditsBalances, "GET", "/api/credits?tokenId=1")
+    assert (legacy.total_credits, legacy.available_credits) == (100, 97)
+    request = {"amount": 2, "note": "n", "idempotencyKey": "m"}
+    adjusted = await read_as(
+        client, CreditsAdjusted, "POST", ADJUST, json=request, headers=OPERATOR
+    )
+    assert (adjusted.entry.kind, adjusted.entry.note, adjusted.total_credits) == (
+        "adjust",
+        "n",
+        102,
+    )

@@ -18,9 +18,10 @@ from sqlalchemy import delete, select, update
 
 from inftd.daemon.cli.devnet import BUYER, DEPLOYER, FRIEND, MINTER, Anvil
 from inftd.daemon.relayer.relayer import Relayer, run_relayer
+from inftd.daemon.server.api.mints import MintQueued
 from inftd.daemon.server.app import api_document
 from inftd.indexer.deployment import Deployment
-from inftd.store.models import Generation, Mint
+from inftd.store.models import EventRecord, Generation, Mint
 from tests.daemon.relayer.conftest import settle
 from tests.support.api import OPERATOR_KEY, OpenApi, bearer, runtime_of, sign_in
 from tests.support.contracts import Contracts
@@ -137,6 +138,27 @@ async def test_the_legacy_path_names_the_generation_in_the_body(
     body = await post(client, LEGACY, 202, json={"generationId": gid}, headers=owner)
     assert body == {"generationId": gid, "mint": body["mint"]}
     assert body["mint"]["status"] == "pending"
+
+
+async def test_the_answers_bytes_and_the_event_are_the_model(
+    client: Client, owner: dict[str, str]
+) -> None:
+    """Read back by the closed model (a field added or renamed fails), and the same as the
+    mint.requested event the agent's channel gets."""
+    runtime = runtime_of(client)
+    (gid,) = await finish_generations(runtime.engine, 1, 1)
+    await set_mint(client, gid, status="failed")
+    async with client.post(path_of(gid), headers=owner) as response:
+        assert response.status == 202
+        queued = MintQueued.model_validate_json(await response.read())
+    row = await mint_row(client, gid)
+    assert (queued.generation_id, queued.mint.status) == (gid, "pending")
+    assert (queued.mint.request_key, queued.mint.token_id) == (row.request_key, None)
+    async with runtime.engine.connect() as conn:
+        event = await conn.scalar(
+            select(EventRecord.payload).where(EventRecord.type == "mint.requested")
+        )
+    assert MintQueued.model_validate(event) == queued
 
 
 async def test_revoked_role_fails_the_mint_and_asking_again_after_a_grant_mints_it(

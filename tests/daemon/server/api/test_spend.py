@@ -1,9 +1,8 @@
 """GET /v1/analytics/providers: the operator's view of provider spend, over the real app,
-each answer checked against the OpenAPI document."""
+each answer checked against the OpenAPI document and read back by its model."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,8 +11,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from inftd.agents.analytics import DEFAULT_WINDOW
 from inftd.daemon.cli.devnet import BUYER
 from inftd.daemon.generation.routing.recorder import CallRecord, DbRecorder
+from inftd.daemon.server.api.spend import SpendProviders
 from inftd.daemon.server.app import api_document
 from tests.support.api import OPERATOR_KEY, OpenApi, bearer, runtime_of, sign_in
 from tests.support.openapi import Operation, Spec
@@ -77,14 +78,39 @@ async def test_only_the_operator_may_look(client: Client) -> None:
 
 @pytest.mark.parametrize(
     "query",
-    ["?from=yesterday", "?from=2020-01-01&to=2021-01-01", "?from=2999-01-01", "?to=x"],
+    [
+        "?from=yesterday",
+        "?from=2020-01-01&to=2021-01-01",
+        "?from=2999-01-01",
+        "?to=x",
+        "?to=" + "%20" * 55 + "1709251200",  # 65 characters: beyond any time (was taken)
+    ],
 )
 async def test_a_bad_window_is_a_400(client: Client, query: str) -> None:
     assert code(await get(client, query, OPERATOR)) == (400, "bad_window")
 
 
+async def test_a_time_of_64_characters_is_read(client: Client) -> None:
+    status, spend = await get(client, "?to=" + "%20" * 54 + "1709251200", OPERATOR)
+    assert (status, spend["to"]) == (200, "2024-03-01T00:00:00+00:00")
+
+
 def test_the_route_is_documented_with_the_analytics_window() -> None:
     operation = documented(PATH).spec
-    names = [re.sub(".*/", "", p["$ref"]) for p in operation["parameters"]]
-    assert names == ["AnalyticsFrom", "AnalyticsTo"]
+    (agents,) = [op for op in SPEC.operations() if op.template == "/v1/analytics/packages"]
+    assert operation["parameters"] == agents.spec["parameters"]
+    assert [p["name"] for p in operation["parameters"]] == ["from", "to"]
     assert operation["security"] == [{"operatorKey": []}]
+
+
+async def test_the_answers_bytes_are_the_model(client: Client) -> None:
+    """Read back by the closed model: a figure added, renamed or dropped fails."""
+    recorder = DbRecorder(runtime_of(client).engine)
+    await recorder.record(answered("openai", token_id=4, cost_usd=0.25, baseline_usd=0.5))
+    async with client.get(PATH, headers=OPERATOR) as response:
+        spend = SpendProviders.model_validate_json(await response.read())
+    assert [(p.provider, p.cost_usd, p.routing_saved_usd) for p in spend.providers] == [
+        ("openai", 0.25, 0.25)
+    ]
+    assert [(a.package_token_id, a.calls) for a in spend.agents] == [(4, 1)]
+    assert spend.end - spend.start == DEFAULT_WINDOW
